@@ -85,7 +85,7 @@ print(env.describe())
 # Here is the chain rule at work on a toy corpus of three "names", with a bigram model whose
 # probabilities we count by hand.
 
-# %%
+# %% tags=["nbval-check-output"]
 toy = ["ab", "abb", "b"]
 bigram_counts = Counter()
 for name in toy:
@@ -117,7 +117,7 @@ print(f"P('ab') = {math.prod(factors):.4f}")
 # only generate that language. Stop words and punctuation are also the easiest, most frequent
 # predictions: they carry the grammar. Look at what they are in Shakespeare:
 
-# %%
+# %% tags=["nbval-check-output"]
 def words(line: str) -> list[str]:
     """Split a line into words and punctuation marks, keeping both (case is kept too)."""
     return re.findall(r"[A-Za-z']+|[^\sA-Za-z']", line)
@@ -153,7 +153,7 @@ print(f"the 12 most frequent tokens are {sum(c for _, c in top) / total:.1%} of 
 # model form a 27 × 27 table: 26 letters plus one boundary symbol. We use `.` for both `<s>` and
 # `</s>` here, as makemore does, so the table is square.
 
-# %%
+# %% tags=["nbval-check-output"]
 names_train, names_dev, names_test = data.names_split()
 print(f"names: {len(names_train):,} train, {len(names_dev):,} dev, {len(names_test):,} test;",
       "e.g.", ", ".join(names_train[:5]))
@@ -189,7 +189,7 @@ plt.show()
 # To **sample** a name, start from `.`, draw the next character from its row (normalised into
 # probabilities), and repeat until we draw `.` again.
 
-# %%
+# %% tags=["nbval-check-output"]
 P = N / N.sum(axis=1, keepdims=True)
 rng = np.random.default_rng(1337)
 
@@ -237,7 +237,7 @@ print(", ".join(sample_name(P, rng) for _ in range(12)))
 # predicted, so it does not count. Here is the computation from scratch for the bigram of
 # section 1.2, first on the names it was counted from:
 
-# %%
+# %% tags=["nbval-check-output"]
 def cross_entropy(P: np.ndarray, names: list[str]) -> float:
     """Mean negative log-likelihood (nats) per predicted character, the final '.' included."""
     nll, n = 0.0, 0
@@ -258,7 +258,7 @@ print(f"a uniform model over the {len(chars)} characters would have perplexity {
 # On the training names the bigram's perplexity is about 11.6: it is as uncertain as a uniform
 # choice among 11.6 characters rather than 27. Now the held-out dev names:
 
-# %%
+# %% tags=["nbval-check-output"]
 print(f"bigram (MLE) on dev names: {cross_entropy(P, names_dev)} nats/char")
 unseen = sorted({(a, b) for name in names_dev for a, b in zip("." + name, name + ".")
                  if N[index[a], index[b]] == 0})
@@ -270,7 +270,7 @@ print("pairs in dev names never seen in training:", unseen)
 # event ruins the whole evaluation. This **zero-count problem** is the subject of section 1.4. The
 # quickest fix, which makemore uses, is to add one to every count before normalising:
 
-# %%
+# %% tags=["nbval-check-output"]
 P1 = (N + 1) / (N + 1).sum(axis=1, keepdims=True)
 H1_train, H1_dev = cross_entropy(P1, names_train), cross_entropy(P1, names_dev)
 print(f"bigram, add-one: train {H1_train:.4f}  dev {H1_dev:.4f} nats/char"
@@ -291,7 +291,7 @@ print(f"bigram, add-one: train {H1_train:.4f}  dev {H1_dev:.4f} nats/char"
 # guesses (same accuracy, same precision, same F1) and still differ enormously in how well they
 # predict:
 
-# %%
+# %% tags=["nbval-check-output"]
 def top1_accuracy(P: np.ndarray, names: list[str]) -> float:
     hits = n = 0
     for name in names:
@@ -322,7 +322,7 @@ for label, model in [("bigram (add-one)", P1), ("timid bigram", P_timid)]:
 # *trigram* on the same names, computed with `lmbook.ngram`, the package version of this chapter's code (we
 # look inside it in section 1.5):
 
-# %%
+# %% tags=["nbval-check-output"]
 name_seqs = {split: [list(w) for w in names]
              for split, names in [("train", names_train), ("dev", names_dev), ("test", names_test)]}
 mle3 = ngram.NgramLM(order=3, smoothing="mle").fit(name_seqs["train"])
@@ -343,7 +343,7 @@ print(f"trigram MLE: train {mle3.cross_entropy(name_seqs['train']):.4f} nats/cha
 # P_{\text{add-}k}(w \mid h) = \frac{c(h\,w) + k}{c(h) + kV}.
 # $$
 
-# %%
+# %% tags=["nbval-check-output"]
 def add_k_probs(N: np.ndarray, k: float) -> np.ndarray:
     """Row-normalised (counts + k): one next-token distribution per history."""
     return (N + k) / (N + k).sum(axis=1, keepdims=True)
@@ -394,7 +394,7 @@ print(f"best k for the trigram: {ks3[int(np.argmin(dev3))]} (dev {min(dev3):.4f}
 # the training data would put all weight on the highest order, which fits the training text best).
 # `lmbook` tunes them with the EM algorithm on the dev set; the test set stays untouched until the end.
 
-# %%
+# %% tags=["nbval-check-output"]
 interp3 = ngram.NgramLM(3, "interpolated").fit(name_seqs["train"])
 lambdas = interp3.tune_lambdas(name_seqs["dev"])
 print("tuned lambdas:", np.round(lambdas, 3))
@@ -415,7 +415,7 @@ print(f"interpolated trigram dev: {interp3.cross_entropy(name_seqs['dev']):.4f} 
 # where $h'$ is $h$ without its oldest token. It works well for very large corpora, but its
 # scores are not probabilities: they do not sum to one.
 
-# %%
+# %% tags=["nbval-check-output"]
 def stupid_backoff_scores(seqs: list[list[str]], history: tuple[str, ...]) -> dict[str, float]:
     """Stupid-backoff scores of every next character after `history` (a trigram model)."""
     counts = [Counter() for _ in range(3)]  # counts[m][(history of length m, w)]
@@ -465,7 +465,7 @@ print(f"sum of stupid-backoff scores after 'qu': {sum(scores.values()):.3f}")
 # finds it more frequent than many common words, yet in any new context it is very unlikely.
 # Kneser–Ney replaces the count of $w$ with the number of distinct tokens that precede it:
 
-# %%
+# %% tags=["nbval-check-output"]
 predecessors = defaultdict(set)
 for line in train_lines:
     seq = ["<s>"] + line
@@ -494,7 +494,7 @@ for w in ["VINCENTIO", "DUKE", "love", "the"]:
 # For higher orders the same formula recurses, and every order below the top uses continuation
 # counts. Here is the bigram version from scratch on the names, in plain Python:
 
-# %%
+# %% tags=["nbval-check-output"]
 def kneser_ney_bigram(seqs: list[list[str]], d: float = 0.75):
     """Return P(w | v) for an interpolated Kneser-Ney bigram model, from scratch."""
     c = Counter()
@@ -532,7 +532,7 @@ print(f"P_KN(n | a) = {kn('n', 'a'):.5f};  sum over the vocabulary after 'a': "
 #
 # `lmbook.ngram` implements the same model for any order. For a bigram the two must agree exactly:
 
-# %%
+# %% tags=["nbval-check-output"]
 kn2 = ngram.NgramLM(order=2, smoothing="kneser_ney", discount=0.75).fit(name_seqs["train"])
 worst = max(abs(kn(w, v) - kn2.prob(w, [v])) for v in vocab if v != "</s>" for w in vocab)
 print(f"largest difference between the from-scratch bigram and lmbook: {worst:.1e}")
@@ -548,7 +548,7 @@ assert worst < 1e-12
 # "some rare word" appears and where; at evaluation time every out-of-vocabulary word is scored as
 # `<unk>`. Perplexities are then only comparable between models with the **same** vocabulary.
 
-# %%
+# %% tags=["nbval-check-output"]
 val_lines = [words(line) for line in shakespeare_val.splitlines()]
 val_tokens = [w for line in val_lines for w in line]
 oov = sum(w not in word_counts for w in val_tokens)
@@ -794,7 +794,7 @@ for n in [1, 3, 5, char_orders[-1]]:
 # the speaker's name) is one sequence, with the line breaks kept as a token `\n`; words seen once in
 # training are mapped to `<unk>`, and every model is scored with that same vocabulary.
 
-# %%
+# %% tags=["nbval-check-output"]
 def speeches(text: str) -> list[list[str]]:
     """Split a play into speeches (blocks between blank lines); line breaks become the token '\\n'."""
     blocks = [block for block in text.split("\n\n") if block.strip()]
