@@ -754,16 +754,21 @@ for label, (tr, va) in curves.items():
     print(f"{label:11s} val   ppl", np.round(va, 2))
 
 # %%
-fig, ax = plt.subplots()
-for (label, (tr, va)), color in zip(curves.items(), ["C0", "C1"]):
-    ax.plot(char_orders, tr, "o--", color=color, label=f"{label}, train")
-    ax.plot(char_orders, va, "o-", color=color, label=f"{label}, validation")
-ax.set_yscale("log")
-ax.set_xlabel("n (order of the model)")
-ax.set_ylabel("perplexity per character (log scale)")
-ax.set_title("tinyshakespeare characters: train vs validation")
-ax.legend()
-plt.show()
+def plot_train_val(orders: list[int], curves: dict, unit: str, title: str) -> None:
+    """Train (dashed) and validation (solid) perplexity against the order, one colour per model."""
+    fig, ax = plt.subplots()
+    for (label, (tr, va)), color in zip(curves.items(), ["C0", "C1"]):
+        ax.plot(orders, tr, "o--", color=color, label=f"{label}, train")
+        ax.plot(orders, va, "o-", color=color, label=f"{label}, validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("n (order of the model)")
+    ax.set_ylabel(f"perplexity per {unit} (log scale)")
+    ax.set_title(title)
+    ax.legend()
+    plt.show()
+
+
+plot_train_val(char_orders, curves, "character", "tinyshakespeare characters: train vs validation")
 
 # %%
 best_char_n = char_orders[int(np.argmin(curves["Kneser-Ney"][1]))]
@@ -824,16 +829,7 @@ for label, (tr, va) in word_curves.items():
     print(f"{label:11s} val   ppl", np.round(va, 1))
 
 # %%
-fig, ax = plt.subplots()
-for (label, (tr, va)), color in zip(word_curves.items(), ["C0", "C1"]):
-    ax.plot(word_orders, tr, "o--", color=color, label=f"{label}, train")
-    ax.plot(word_orders, va, "o-", color=color, label=f"{label}, validation")
-ax.set_yscale("log")
-ax.set_xlabel("n (order of the model)")
-ax.set_ylabel("perplexity per word (log scale)")
-ax.set_title("tinyshakespeare words: train vs validation")
-ax.legend()
-plt.show()
+plot_train_val(word_orders, word_curves, "word", "tinyshakespeare words: train vs validation")
 assert min(word_curves["Kneser-Ney"][1]) < min(word_curves["add-k 0.01"][1])
 
 # %% [markdown]
