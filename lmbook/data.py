@@ -154,7 +154,7 @@ def path(name: str, download: bool = True) -> Path:
                 f"dataset '{name}' ({ds.filename}) was not found in {' or '.join(looked)}, and "
                 f"downloading it from {ds.url} failed ({e}). Set LMBOOK_DATA_DIR to a folder "
                 f"that holds {ds.filename}, or connect to the internet and try again."
-            ) from e
+            ) from None  # the message names the cause; urllib's own traceback only buries it
     raise DatasetError(
         f"dataset '{name}' ({ds.filename}) was not found in {' or '.join(looked)}"
         + ("" if ds.url else ", and it has no single download address")
