@@ -1,0 +1,188 @@
+"""A small, readable training loop (chapter 2; chapter 7 grows it into a full GPU trainer).
+
+Every step is the same four lines: take a minibatch, compute the mean cross-entropy of the model's
+logits against the targets, backpropagate, let the optimizer update the weights. Around them,
+`train` adds what a real run needs: a learning-rate schedule, gradient clipping, evaluation on
+held-out sets every `eval_every` steps, early stopping that restores the best weights, a progress
+bar, and a clear error the moment the loss stops being a number. It returns a `History`.
+
+Steps are counted from 0: update t uses ``lr · lr_schedule(t)`` and records the loss of its
+minibatch as ``train_loss[t]``; an evaluation at step s sees the model after s updates (so step 0
+is the untrained model, and step `steps` the final one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmbook import env
+
+
+@dataclass
+class History:
+    """What happened during training: train loss per step (of the minibatch), and at each evaluation
+    the mean loss on each eval set; `plot()` draws it."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    eval_loss: dict[str, list[float]] = field(default_factory=dict)
+    best_step: int | None = None  # on the early-stopping eval set
+    best_loss: float | None = None
+    stopped_early: bool = False
+
+    def plot(self, ax=None, smooth: int = 100, title: str | None = None):
+        """Train loss as a running mean over the last `smooth` steps, each eval set as a line with
+        markers, the early-stopping best as a star; returns the matplotlib Axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.subplots()[1]
+        if self.step:
+            w = max(1, min(smooth, len(self.step)))
+            running_mean = np.convolve(self.train_loss, np.ones(w) / w, mode="valid")  # of steps t-w+1 … t
+            ax.plot(self.step[w - 1 :], running_mean, lw=1, label=f"train (mean of {w} steps)" if w > 1 else "train")
+        for name, losses in self.eval_loss.items():
+            ax.plot(self.eval_step, losses, "o-", ms=3, label=name)
+        if self.best_step is not None:
+            ax.plot([self.best_step], [self.best_loss], "*", ms=12, color="k", label=f"best ({self.best_loss:.4f})")
+        ax.set(xlabel="step", ylabel="loss (nats per token)", title=title)
+        if ax.get_lines():
+            ax.legend()
+        return ax
+
+
+def loss_fn(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of logits (B, V) against targets (B,), or of (B, T, V) against (B, T)."""
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction=reduction)  # (B·T, V), (B·T,)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> float:
+    """Mean cross-entropy (nats per target) of model(X) against Y over all rows, in eval mode (the
+    model's previous mode is restored after); works for logits (B, V) with Y (B,) and logits
+    (B, T, V) with Y (B, T). X and Y go to the model's device `batch_size` rows at a time."""
+    if len(X) != len(Y) or len(X) == 0:
+        raise ValueError(f"X and Y must have the same number of rows, at least 1; got {len(X)} and {len(Y)}")
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training, total = model.training, 0.0
+    model.eval()
+    try:
+        for i in range(0, len(X), batch_size):
+            x, y = X[i : i + batch_size].to(device), Y[i : i + batch_size].to(device)
+            total += loss_fn(model(x), y, reduction="sum").item()
+    finally:
+        model.train(was_training)
+    return total / Y.numel()
+
+
+def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: int,
+          optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, weight_decay: float = 0.0,
+          lr_schedule: Callable[[int], float] | None = None,
+          eval_sets: dict[str, tuple[Tensor, Tensor]] | None = None, eval_every: int = 500,
+          early_stopping: str | None = None, patience: int | None = None,
+          grad_clip: float | None = None, progress: bool = True, device: str | None = None) -> History:
+    """Train `model` for `steps` minibatches from `batches` and return its `History`.
+
+    - optimizer: default AdamW(lr, weight_decay); lr_schedule(t) multiplies each group's lr at step t.
+    - eval_sets: {name: (X, Y)}, evaluated at step 0, every `eval_every` steps and at the end.
+    - early_stopping: the eval set to watch. Training stops after `patience` evaluations without a
+      new best (never, with patience=None), and the weights of the best evaluation are restored.
+    - grad_clip: clip the gradients' global norm to this value.
+    The model stays on `device` (default: lmbook.env.device()); each batch is moved there.
+    """
+    from tqdm.auto import tqdm
+
+    eval_sets = eval_sets or {}
+    for name, value in {"steps": steps, "eval_every": eval_every, "patience": 1 if patience is None else patience}.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if early_stopping is not None and early_stopping not in eval_sets:
+        raise ValueError(f"early_stopping={early_stopping!r} must name one of the eval sets; "
+                         f"eval_sets has {sorted(eval_sets) or 'none'}")
+    if patience is not None and early_stopping is None:
+        raise ValueError("patience counts evaluations without improvement on an eval set: "
+                         "name that set with early_stopping='dev' (say)")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip!r}")
+    model.to(device or env.device())
+    device = next(model.parameters()).device
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    history, best_state, bad_evals = History(eval_loss={name: [] for name in eval_sets}), None, 0
+    was_training, batches = model.training, iter(batches)  # iter: a list of batches works too
+    bar = tqdm(total=steps, disable=not progress, dynamic_ncols=True)
+
+    def show_progress(refresh: bool = True) -> None:  # the latest minibatch and eval losses
+        latest = {"batch": history.train_loss} | history.eval_loss
+        bar.set_postfix({f"{n} loss": f"{v[-1]:.4f}" for n, v in latest.items() if v}, refresh=refresh)
+
+    def run_evaluation(step: int) -> bool:
+        """Evaluate every set at `step`; True when early stopping has run out of patience."""
+        nonlocal best_state, bad_evals
+        history.eval_step.append(step)
+        for name, (X, Y) in eval_sets.items():
+            history.eval_loss[name].append(evaluate(model, X, Y))
+        show_progress()
+        if early_stopping is None:
+            return False
+        loss = history.eval_loss[early_stopping][-1]
+        if history.best_loss is None or loss < history.best_loss:
+            history.best_step, history.best_loss, bad_evals = step, loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        bad_evals += 1
+        return patience is not None and bad_evals >= patience
+
+    model.train()
+    try:
+        for step in range(steps):
+            if step % eval_every == 0 and run_evaluation(step):
+                history.stopped_early = True
+                break
+            for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base_lr * (1.0 if lr_schedule is None else lr_schedule(step))
+            x, y = _next_batch(batches, step)
+            loss = loss_fn(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at step {step}: lower the learning rate "
+                                         f"(lr={optimizer.param_groups[0]['lr']:g}) or clip the gradients (grad_clip=1.0)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            history.step.append(step)
+            history.train_loss.append(loss_value)
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            bar.update()
+            if step % 100 == 0:
+                show_progress(refresh=False)
+        else:
+            run_evaluation(steps)
+    finally:
+        bar.close()
+        model.train(was_training)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def _next_batch(batches: Iterator[tuple[Tensor, Tensor]], step: int) -> tuple[Tensor, Tensor]:
+    """The next (x, y) from `batches`, or an error that says why there is none."""
+    try:
+        x, y = next(batches)
+    except StopIteration:
+        raise ValueError(f"batches ran out after {step} steps; pass an endless iterator such as "
+                         f"random_batches(X, Y, batch_size), or fewer steps") from None
+    if len(x) == 0 or len(y) == 0:
+        raise ValueError(f"batches gave an empty batch at step {step} (x {tuple(x.shape)}, y {tuple(y.shape)})")
+    return x, y
