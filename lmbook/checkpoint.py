@@ -1,0 +1,299 @@
+"""Checkpoints that survive crashes and never unpickle anything (chapter 7).
+
+A long run will be interrupted: a preempted machine, a full disk, a bug at step 40,000. A checkpoint
+is what lets it continue *exactly* where it stopped, so it holds everything the next step depends
+on: the weights, the optimizer's moment estimates, the step number (the learning-rate schedule is
+a function of it), and the state of every random number generator (the batch sampler's, torch's
+for dropout, Python's and NumPy's).
+
+Layout of a run's checkpoints::
+
+    run_dir/checkpoints/step-000500/model.safetensors   the weights (shared/tied tensors stored once)
+                                    state.safetensors   optimizer moments and RNG states as tensors;
+                                                        everything else (step, optimizer hyper-
+                                                        parameters, metrics so far) as JSON in the
+                                                        file's header
+                                    manifest.json       size and sha256 of both files
+    run_dir/checkpoints/latest                          the name of the newest complete checkpoint
+
+Nothing is read with `pickle` (``torch.load`` of a ``.pt`` file can run arbitrary code): safetensors
+holds only tensors and JSON only plain values. A checkpoint is written into a temporary folder that
+is renamed into place when complete, and `latest` is replaced afterwards (both renames are atomic on
+POSIX file systems), so a crash mid-write leaves the previous checkpoint untouched and `latest`
+pointing at it. Loading checks every file against the manifest, so a truncated or corrupted file
+is refused with an error naming it and the checkpoints that are still good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+FORMAT = "lmbook-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, or does not match its manifest."""
+
+
+# ---- weights -----------------------------------------------------------------------------------
+
+def weights_to_save(model: nn.Module, dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The model's state dict ready for safetensors: contiguous CPU tensors (cast to `dtype` if
+    given), each storage once. Returns (tensors, aliases) where aliases maps a dropped name to the
+    kept name sharing its memory (e.g. a tied ``lm_head.weight`` -> ``wte.weight``)."""
+    tensors, aliases, seen = {}, {}, {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())) if t.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        t = t.detach().cpu()
+        tensors[name] = (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
+    return tensors, aliases
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Save the weights to one safetensors file, atomically (optionally cast, e.g. to bfloat16)."""
+    tensors, aliases = weights_to_save(model, dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"aliases": json.dumps(aliases)} | (metadata or {}))
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a file written by `save_weights` into `model` (cast to the model's dtypes); every
+    parameter and buffer must be present, under its own name or as an alias."""
+    tensors, metadata = _read_safetensors(Path(path))
+    aliases = json.loads(metadata.get("aliases", "{}"))
+    expected = model.state_dict()
+    missing = [n for n in expected if n not in tensors and aliases.get(n) not in tensors]
+    unexpected = [n for n in tensors if n not in expected]
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]} "
+                              f"(was it saved from a model with another configuration?)")
+    state = {n: tensors[n] if n in tensors else tensors[aliases[n]] for n in expected}
+    state = {n: t.to(expected[n].dtype) for n, t in state.items()}
+    model.load_state_dict(state)
+    return model
+
+
+# ---- optimizer and random number generators -----------------------------------------------------
+
+def optimizer_to_save(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    """An optimizer's state dict split into tensors ('optimizer.<param index>.<name>') and JSON."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_saved(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], saved: dict) -> None:
+    """Load what `optimizer_to_save` produced. Implementation switches of the current optimizer
+    (fused, foreach, capturable) are kept, so a GPU checkpoint resumes on a CPU and back."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in saved["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        raise CheckpointError(f"the checkpoint's optimizer has {len(groups)} parameter groups, this one {len(optimizer.param_groups)}")
+    for saved_group, group in zip(groups, optimizer.param_groups):
+        for switch in ("fused", "foreach", "capturable", "differentiable"):
+            if switch in group:
+                saved_group[switch] = group[switch]
+        if "betas" in saved_group:
+            saved_group["betas"] = tuple(saved_group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def rng_to_save() -> tuple[dict[str, Tensor], dict]:
+    """The state of torch's CPU and CUDA generators, NumPy's and Python's, as tensors and JSON."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, internal, gauss_next = random.getstate()
+    return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
+                     "python": [version, list(internal), gauss_next]}
+
+
+def rng_from_saved(tensors: dict[str, Tensor], saved: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    kind, pos, has_gauss, cached = saved["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = saved["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+# ---- whole checkpoints -----------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: str | os.PathLike, step: int, model: nn.Module, state_tensors: dict[str, Tensor],
+                    state: dict, keep: int = 2) -> Path:
+    """Write checkpoint `step` of a run atomically and return its folder.
+
+    state_tensors: tensors of the training state (optimizer moments, RNG and sampler states);
+    state: JSON-serialisable rest (step, config, metrics). The newest `keep` checkpoints are kept.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the newest checkpoint is always kept), got {keep}")
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:06d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".part"))
+    try:
+        save_weights(model, tmp / "model.safetensors")
+        header = {"format": FORMAT, "state": json.dumps(state | {"step": step})}
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()}, tmp / "state.safetensors",
+                  metadata=header)
+        _fsync(tmp / "state.safetensors")
+        manifest = {"format": FORMAT, "step": step,
+                    "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+                              for f in ("model.safetensors", "state.safetensors")}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        _fsync(tmp / "manifest.json")
+        final = root / name
+        if final.exists():  # the same step written again (a resumed run): move the old one aside first
+            old = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".old"))
+            os.replace(final, old / name)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _write_atomically(root / "latest", name)
+        _fsync(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        if old.name != name:
+            shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's complete checkpoint folders (those with a manifest), oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if (p / "manifest.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step-")))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The folder `latest` points to, or None when the run has no checkpoint yet."""
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, Tensor], dict]:
+    """Verify a checkpoint folder (or a run folder: its latest checkpoint), load the weights into
+    `model` and return (state_tensors, state). A file that is missing, truncated or altered is a
+    CheckpointError naming it; nothing is deleted, so older checkpoints stay available."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"{path} is neither a checkpoint folder (no manifest.json) nor a run folder "
+                                  f"with checkpoints/latest")
+        path = latest
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path / 'manifest.json'} cannot be read ({e}){_others(path)}") from None
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing; the checkpoint is incomplete and was not loaded{_others(path)}")
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            raise CheckpointError(f"{file} holds {size} bytes but was written with {expected['bytes']} "
+                                  f"(truncated?); the checkpoint was not loaded{_others(path)}")
+        if _sha256(file) != expected["sha256"]:
+            raise CheckpointError(f"{file} does not match the sha256 it was written with (corrupted); "
+                                  f"the checkpoint was not loaded{_others(path)}")
+    load_weights(model, path / "model.safetensors")
+    tensors, header = _read_safetensors(path / "state.safetensors")
+    return tensors, json.loads(header["state"])
+
+
+# ---- file helpers --------------------------------------------------------------------------------
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error type for malformed files
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+
+
+def _others(path: Path) -> str:
+    good = [p for p in list_checkpoints(path.parent.parent) if p != path]  # path is run_dir/checkpoints/step-N
+    return (f". The other checkpoints were left as they are: {', '.join(p.name for p in good)} in {path.parent}; "
+            f"resume from one of them with --resume {good[-1]}") if good else ""
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
