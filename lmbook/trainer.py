@@ -1,0 +1,684 @@
+"""Training a GPT on a GPU: the full recipe (chapter 7).
+
+Chapter 2's `lmbook.train` is four lines in a loop. This module is the same loop with everything a
+practitioner adds before trusting a run that costs GPU hours:
+
+- AdamW with decoupled weight decay on the weight matrices only (not on biases, norms or
+  embeddings), fused into one kernel on CUDA; a linear warm-up then a cosine decay of the rate;
+  gradient accumulation; gradient clipping.
+- Mixed precision: bf16 autocast where the GPU supports it (fp16 with loss scaling otherwise),
+  TF32 matrix products, `torch.compile` (on by default on CUDA), flash attention through
+  ``F.scaled_dot_product_attention`` (the GPT's ``attention="sdpa"``).
+- Tokens pre-encoded in a memory-mapped uint16 file (`lmbook.tokens`), batches pinned and copied
+  asynchronously.
+- Evaluation on held-out text every `eval_every` steps; a metrics.json per run (every step's loss,
+  each evaluation, tokens/second and MFU), a tqdm bar, optional TensorBoard.
+- Checkpoints through `lmbook.checkpoint` (safetensors, no pickle, atomic); `resume` continues a
+  run exactly (on a CPU bit for bit).
+- A NaN/inf loss stops the run naming the step; running out of GPU memory says what to lower.
+- The same entry point runs under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on
+  CPUs); each process takes its slice of the same global batch.
+
+The command line reads a JSON config and lets flags override it::
+
+    python -m lmbook.trainer --config configs/shakespeare_char.json --max_steps 2000 --dtype float32
+    torchrun --nproc_per_node 8 -m lmbook.trainer --config configs/shakespeare_char.json
+
+Steps count from 0; the loss of step t is recorded as ``train_loss[t]``, and an evaluation at
+step s sees the model after s updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from lmbook import checkpoint, tokens
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; defaults are nanoGPT's shakespeare-char run (6 layers, 6 heads,
+    width 384, context 256, batch 64, 5,000 steps at lr 1e-3)."""
+
+    # data and output
+    dataset: str = "tinyshakespeare"       # an lmbook.data dataset, encoded character by character
+    data_dir: str = "data/shakespeare_char"  # train.bin, val.bin, meta.json (written from `dataset` if missing)
+    out_dir: str = "runs/shakespeare_char"
+    # model (lmbook.gpt.GPTConfig; vocab_size comes from the data)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    block_size: int = 256
+    dropout: float = 0.2
+    bias: bool = False
+    attention: str = "sdpa"                # "sdpa" (flash attention on GPUs) or "lmbook" (chapter 4's)
+    # optimisation
+    batch_size: int = 64                   # sequences per micro-batch per process
+    grad_accum: int = 1                    # micro-batches per optimizer step
+    max_steps: int = 5000
+    lr: float = 1e-3
+    min_lr: float = 1e-4                   # the cosine decays to this at max_steps
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0                 # 0 turns clipping off
+    # evaluation, logging, checkpoints
+    eval_every: int = 250
+    eval_windows: int = 4096               # at most this many block_size windows per split, spread evenly
+    log_every: int = 10
+    checkpoint_every: int = 0              # 0: only at the end
+    keep_checkpoints: int = 2
+    resume: str = ""                       # "": a new run; "latest": the run's latest checkpoint; or a checkpoint folder
+    export_dtype: str = "bfloat16"         # dtype of the final out_dir/model.safetensors
+    progress: bool = True
+    tensorboard: bool = False
+    # system
+    device: str = "auto"                   # "auto" (cuda if present), "cpu", "cuda"
+    dtype: str = "auto"                    # "auto" (bfloat16 where supported, else float32), "float32", "bfloat16", "float16"
+    tf32: bool = True                      # TF32 matrix products for float32 work on Ampere and newer GPUs
+    compile: bool | None = None            # None: on for CUDA, off for CPU
+    fused_adamw: bool | None = None        # None: on for CUDA, off for CPU
+    peak_tflops: float | None = None       # the device's peak for MFU; None: looked up (see PEAK_TFLOPS)
+    seed: int = 1337
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A validated config from a dict (e.g. a JSON file); unknown keys and wrong types are errors."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a config must be a JSON object of settings, got {type(values).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(f"unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; the settings are: {', '.join(known)}")
+            _check_type(key, value, known[key].type)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise a ValueError that names the setting, the value and what is allowed."""
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        at_least = {"n_layer": 1, "n_head": 1, "n_embd": 1, "block_size": 1, "batch_size": 1, "grad_accum": 1,
+                    "max_steps": 1, "warmup_steps": 0, "eval_every": 1, "eval_windows": 1, "log_every": 1,
+                    "checkpoint_every": 0, "keep_checkpoints": 1}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head} (each head gets n_embd/n_head)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not 0 < self.lr < math.inf or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must not exceed max_steps={self.max_steps}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"weight_decay and grad_clip must be >= 0, got {self.weight_decay} and {self.grad_clip}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {self.beta1} and {self.beta2}")
+        if self.attention not in ("sdpa", "lmbook"):
+            raise ValueError(f"attention must be 'sdpa' or 'lmbook', got {self.attention!r}")
+        if self.dtype not in ("auto", *DTYPES):
+            raise ValueError(f"dtype must be one of {['auto', *DTYPES]}, got {self.dtype!r}")
+        if self.export_dtype not in DTYPES:
+            raise ValueError(f"export_dtype must be one of {list(DTYPES)}, got {self.export_dtype!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.peak_tflops is not None and not self.peak_tflops > 0:
+            raise ValueError(f"peak_tflops must be > 0 or null (look it up), got {self.peak_tflops}")
+        if not self.out_dir:
+            raise ValueError("out_dir must name a folder for the run's metrics and checkpoints")
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """The config's annotations are strings ('int', 'bool | None', …): check `value` against one."""
+    allowed = [a.strip() for a in str(annotation).split("|")]
+    ok = ((value is None and "None" in allowed)
+          or (isinstance(value, bool) and "bool" in allowed)
+          or (not isinstance(value, bool) and isinstance(value, int) and ("int" in allowed or "float" in allowed))
+          or (isinstance(value, float) and "float" in allowed)
+          or (isinstance(value, str) and "str" in allowed))
+    if not ok:
+        raise TypeError(f"setting {name!r} must be {' or '.join(allowed)}, got {type(value).__name__} {value!r}")
+
+
+# ---- the learning rate and the optimizer ------------------------------------------------------------
+
+def lr_schedule(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """Linear warm-up to `lr`, then a cosine decay to `min_lr` at `max_steps` (and `min_lr` after):
+
+        step < W:        lr · (step + 1) / W
+        W <= step <= S:  min_lr + ½ (1 + cos(π (step − W) / (S − W))) (lr − min_lr)
+
+    >>> [round(lr_schedule(s, lr=1.0, min_lr=0.1, warmup_steps=2, max_steps=4), 3) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.55, 0.1, 0.1]
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the parameters that get weight decay (the weight matrices of linear layers) and of
+    those that do not (biases, norm gains, embeddings: shrinking them toward 0 has no use). A tied
+    embedding/LM-head matrix is an embedding."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # tied parameters appear once
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
+    return decay, no_decay
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over two groups: decay (weight_decay) and no_decay (0); fused into one kernel on CUDA."""
+    decay, no_decay = decay_split(model)
+    params = dict(model.named_parameters())
+    fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
+    return torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": config.weight_decay},
+                              {"params": [params[n] for n in no_decay], "weight_decay": 0.0}],
+                             lr=config.lr, betas=(config.beta1, config.beta2), fused=fused or None)
+
+
+# ---- devices, precision and MFU ----------------------------------------------------------------------
+
+# Dense (no sparsity) peak TFLOP/s from the vendors' data sheets: (bf16/fp16 tensor cores, tf32, fp32).
+# Matched in this order against torch.cuda.get_device_name(); unknown devices get no MFU unless
+# `peak_tflops` is given.
+PEAK_TFLOPS: list[tuple[str, tuple[float, float, float]]] = [
+    ("H200", (989.4, 494.7, 66.9)),    # H200 SXM
+    ("GH200", (989.4, 494.7, 66.9)),
+    ("H100 PCIe", (756.5, 378.0, 51.2)),
+    ("H100 NVL", (835.5, 417.5, 60.0)),
+    ("H100", (989.4, 494.7, 66.9)),    # H100 SXM ("NVIDIA H100 80GB HBM3")
+    ("A100", (312.0, 156.0, 19.5)),    # SXM and PCIe
+    ("L40S", (362.1, 183.0, 91.6)),
+    ("L4", (121.0, 60.0, 30.3)),
+    ("A10G", (70.0, 35.0, 31.2)),
+]
+
+
+def peak_tflops(device: torch.device, precision: str = "bfloat16") -> float | None:
+    """The device's dense peak TFLOP/s for `precision` ('bfloat16'/'float16', 'tf32', 'float32'),
+    or None when the device is not in PEAK_TFLOPS (every CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    column = {"bfloat16": 0, "float16": 0, "tf32": 1, "float32": 2}[precision]
+    for key, peaks in PEAK_TFLOPS:
+        if key in name:
+            return peaks[column]
+    return None
+
+
+def resolve_device(config: TrainConfig, local_rank: int = 0) -> torch.device:
+    if config.device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={config.device!r} but torch sees no CUDA GPU; use device 'cpu' or 'auto'")
+    if config.device == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(config.device)
+
+
+def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """The autocast dtype: bfloat16 on GPUs that support it, float32 otherwise (for 'auto')."""
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = DTYPES[config.dtype]
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("dtype float16 (with loss scaling) is for CUDA GPUs; on a CPU use float32 or bfloat16")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{torch.cuda.get_device_name(device)} has no bfloat16 support; use float16 or float32")
+    return dtype
+
+
+# ---- the trainer -------------------------------------------------------------------------------------
+
+@dataclass
+class Metrics:
+    """What a run records (saved as out_dir/metrics.json)."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)     # of each step's global batch
+    lr: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    eval_loss: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "val": []})
+    log_step: list[int] = field(default_factory=list)          # the last step of each timed interval
+    tokens_per_second: list[float] = field(default_factory=list)
+    mfu: list[float | None] = field(default_factory=list)
+    train_seconds: float = 0.0                                 # time in training steps (compilation included)
+    info: dict[str, Any] = field(default_factory=dict)         # device, dtype, sizes, peak memory, …
+
+
+class Trainer:
+    """One training run. `Trainer(config).fit()` is what the command line does.
+
+    model: an nn.Module with forward(idx, targets) -> (logits, loss); default lmbook.gpt.GPT built
+    from the config. data: (train_tokens, val_tokens) 1-D integer arrays; default the token files in
+    config.data_dir. flops_per_token: for MFU; default lmbook.gpt.flops_per_token for the GPT, else 6N.
+    """
+
+    def __init__(self, config: TrainConfig, model: nn.Module | None = None,
+                 data: tuple[np.ndarray, np.ndarray] | None = None, flops_per_token: float | None = None):
+        config.validate()
+        self.config = c = config
+        self.rank, self.world_size, local_rank, self._owns_group = _setup_distributed(c)
+        self.is_main = self.rank == 0
+        self.device = resolve_device(c, local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = c.tf32
+            torch.backends.cudnn.allow_tf32 = c.tf32
+        self.dtype = resolve_dtype(c, self.device)
+        self.out_dir = Path(c.out_dir)
+        if not c.resume and self.is_main and checkpoint.list_checkpoints(self.out_dir):
+            raise ValueError(f"{self.out_dir} already holds checkpoints: continue that run with resume='latest', "
+                             f"or give this one another out_dir")
+
+        if data is None:
+            data, self.meta = _load_data(c, self.is_main, self.world_size)
+        else:
+            self.meta = {"vocab_size": int(max(np.max(data[0]), np.max(data[1]))) + 1}
+        self.train_tokens, self.val_tokens = data
+        torch.manual_seed(c.seed)  # the same initial weights on every process
+        if model is None:
+            from lmbook import gpt
+
+            self.model_config = gpt.GPTConfig(vocab_size=self.meta["vocab_size"], block_size=c.block_size,
+                                              n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                                              dropout=c.dropout, bias=c.bias, attention=c.attention)
+            model = gpt.GPT(self.model_config)
+            flops_per_token = flops_per_token or gpt.flops_per_token(self.model_config, c.block_size)
+        else:
+            self.model_config = None
+        self.raw_model = model.to(self.device)
+        self.n_params = sum(p.numel() for p in self.raw_model.parameters())
+        self.flops_per_token = flops_per_token or 6 * self.n_params
+        self.optimizer = make_optimizer(self.raw_model, c, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.sampler = tokens.BatchSampler(self.train_tokens, c.block_size, c.batch_size, grad_accum=c.grad_accum,
+                                           rank=self.rank, world_size=self.world_size, seed=c.seed, device=self.device)
+        self.step, self.metrics = 0, Metrics()
+        if c.resume:
+            self._resume(self.out_dir if c.resume == "latest" else Path(c.resume))
+        torch.manual_seed(c.seed + 1 + self.rank + 1000 * self.step)  # dropout: its own stream per process
+        if c.resume:
+            self._restore_rng()
+
+        self.model = self.raw_model
+        use_compile = self.device.type == "cuda" if c.compile is None else c.compile
+        if use_compile:
+            self.model = torch.compile(self.model)
+        if self.world_size > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.tokens_per_step = c.batch_size * c.grad_accum * self.world_size * c.block_size
+        peak = c.peak_tflops or peak_tflops(self.device, "bfloat16")
+        self.peak_flops = peak * 1e12 if peak else None
+        self.metrics.info |= {"device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                              "dtype": str(self.dtype).removeprefix("torch."), "tf32": c.tf32 and self.device.type == "cuda",
+                              "compile": bool(use_compile), "fused_adamw": bool(self.optimizer.defaults.get("fused")),
+                              "world_size": self.world_size, "params": self.n_params,
+                              "flops_per_token": self.flops_per_token, "tokens_per_step": self.tokens_per_step,
+                              "peak_tflops_bf16": peak, "torch": torch.__version__,
+                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        self._pending: list[tuple[int, float, Tensor]] = []  # (step, lr, loss on the device): checked at each flush
+        self._writer = _tensorboard(self.out_dir) if c.tensorboard and self.is_main else None
+
+    # ---- one step -----------------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def train_step(self, micro_batches: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """One optimizer step over this process's micro-batches; returns the mean loss (on the device,
+        not synchronised: reading it would make the CPU wait for the GPU)."""
+        c = self.config
+        lr = lr_schedule(self.step, lr=c.lr, min_lr=c.min_lr, warmup_steps=c.warmup_steps, max_steps=c.max_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for k, (x, y) in enumerate(micro_batches):
+            last = k == len(micro_batches) - 1
+            # under DDP, average the gradients across processes only after the last micro-batch
+            no_sync = self.model.no_sync() if self.world_size > 1 and not last else contextlib.nullcontext()
+            with no_sync:
+                with self.autocast():
+                    _, loss = self.model(x, y)
+                loss = loss / len(micro_batches)
+                self.scaler.scale(loss).backward()
+            total += loss.detach().float()
+        if c.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.raw_model.parameters(), c.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._pending.append((self.step, lr, total))
+        self.step += 1
+        return total
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss per token on up to `eval_windows` windows of each split, spread evenly over it
+        (all non-overlapping windows of a small split): the same windows at every evaluation."""
+        c, model = self.config, self.raw_model
+        was_training = model.training
+        model.eval()
+        result = {}
+        for split, data in (("train", self.train_tokens), ("val", self.val_tokens)):
+            n = min(c.eval_windows, (len(data) - 1) // c.block_size)
+            offsets = np.linspace(0, len(data) - c.block_size - 1, n).astype(np.int64)[self.rank :: self.world_size]
+            total = torch.zeros(2, dtype=torch.float64, device=self.device)  # (sum of losses, tokens)
+            for i in range(0, len(offsets), c.batch_size):
+                x, y = tokens.windows(data, offsets[i : i + c.batch_size], c.block_size)
+                x, y = tokens.to_device(x, self.device), tokens.to_device(y, self.device)
+                with self.autocast():
+                    _, loss = model(x, y)
+                total += torch.stack([loss.double() * y.numel(), torch.tensor(float(y.numel()), device=self.device, dtype=torch.float64)])
+            if self.world_size > 1:
+                dist.all_reduce(total)
+            result[split] = (total[0] / total[1]).item()
+        model.train(was_training)
+        return result
+
+    # ---- the run ------------------------------------------------------------------------------------
+
+    def fit(self) -> Metrics:
+        """Train from the current step to max_steps; evaluate, log and checkpoint on the way."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not (c.progress and self.is_main), dynamic_ncols=True)
+        self.raw_model.train()
+        if self.step == 0:
+            self._evaluate_and_log(bar)
+        timer = time.perf_counter()
+        try:
+            while self.step < c.max_steps:
+                batches = self.sampler.next_step()
+                try:
+                    self.train_step(batches)
+                except torch.OutOfMemoryError as e:
+                    raise RuntimeError(self._oom_message()) from e
+                bar.update()
+                step = self.step  # steps done
+                boundary = step == c.max_steps or step % c.eval_every == 0 or (
+                    c.checkpoint_every and step % c.checkpoint_every == 0)
+                if step % c.log_every == 0 or boundary:
+                    timer = self._flush(timer, bar)
+                if boundary:
+                    if step % c.eval_every == 0 or step == c.max_steps:
+                        self._evaluate_and_log(bar)
+                    if (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.max_steps:
+                        self.save()
+                    timer = time.perf_counter()
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.close()
+        if self.is_main:
+            self._write_metrics()
+            if self.model_config is not None:
+                self.export()
+        return self.metrics
+
+    def _flush(self, timer: float, bar) -> float:
+        """Read the pending losses from the device (one synchronisation), stop on a NaN/inf naming
+        its step, record tokens/second and MFU of the interval; returns the new timer start."""
+        steps, lrs, losses = zip(*self._pending)
+        values = torch.stack(losses)
+        if self.world_size > 1:
+            dist.all_reduce(values)
+            values /= self.world_size
+        values = values.tolist()  # waits for the GPU
+        now = time.perf_counter()
+        self._pending.clear()
+        for step, lr, value in zip(steps, lrs, values):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"the training loss is {value} at step {step} (lr {lr:.3g}): the run was stopped. Lower lr "
+                    f"(now {self.config.lr:g}), lengthen warmup_steps, keep grad_clip on (1.0), or use bfloat16 "
+                    f"rather than float16; resume from the last checkpoint with resume='latest'")
+        m = self.metrics
+        m.step += list(steps)
+        m.lr += list(lrs)
+        m.train_loss += values
+        seconds = now - timer
+        m.train_seconds += seconds
+        tps = len(steps) * self.tokens_per_step / seconds
+        mfu = tps * self.flops_per_token / self.peak_flops if self.peak_flops else None
+        m.log_step.append(steps[-1])
+        m.tokens_per_second.append(tps)
+        m.mfu.append(mfu)
+        bar.set_postfix({"loss": f"{values[-1]:.4f}", "tok/s": f"{tps:,.0f}"} | ({"mfu": f"{mfu:.1%}"} if mfu else {}),
+                        refresh=False)
+        if self._writer is not None:
+            self._writer.add_scalar("loss/train_batch", values[-1], steps[-1])
+            self._writer.add_scalar("perf/tokens_per_second", tps, steps[-1])
+        return time.perf_counter()
+
+    def _evaluate_and_log(self, bar) -> None:
+        losses = self.evaluate()
+        m = self.metrics
+        m.eval_step.append(self.step)
+        for split, value in losses.items():
+            m.eval_loss[split].append(value)
+            if self._writer is not None:
+                self._writer.add_scalar(f"loss/{split}", value, self.step)
+        if self.device.type == "cuda":
+            m.info["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        if self.is_main:
+            if self.config.progress:
+                bar.write(f"step {self.step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            self._write_metrics()
+
+    def _oom_message(self) -> str:
+        c = self.config
+        return (f"out of GPU memory at step {self.step} with batch_size={c.batch_size}, block_size={c.block_size}, "
+                f"n_layer={c.n_layer}, n_embd={c.n_embd}, dtype {self.dtype}. Lower batch_size and raise grad_accum "
+                f"to keep the global batch ({c.batch_size * c.grad_accum} sequences per process), use dtype "
+                f"bfloat16, turn compile on, or train a smaller model. Memory allocated at peak: "
+                f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.1f} GB of "
+                f"{torch.cuda.get_device_properties(self.device).total_memory / 1e9:.1f} GB")
+
+    # ---- saving and resuming ------------------------------------------------------------------------
+
+    def save(self) -> Path | None:
+        """A checkpoint of the run at the current step (by the main process)."""
+        if not self.is_main:
+            return None
+        opt_tensors, opt_state = checkpoint.optimizer_to_save(self.optimizer)
+        rng_tensors, rng_state = checkpoint.rng_to_save()
+        sampler = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
+        state = {"config": self.config.to_dict(), "optimizer": opt_state, "rng": rng_state,
+                 "scaler": self.scaler.state_dict(), "metrics": dataclasses.asdict(self.metrics)}
+        return checkpoint.save_checkpoint(self.out_dir, self.step, self.raw_model, opt_tensors | rng_tensors | sampler,
+                                          state, keep=self.config.keep_checkpoints)
+
+    def _resume(self, path: Path) -> None:
+        tensors, state = checkpoint.load_checkpoint(path, self.raw_model)
+        checkpoint.optimizer_from_saved(self.optimizer, tensors, state["optimizer"])
+        self.sampler.load_state_dict({k.removeprefix("sampler."): v for k, v in tensors.items() if k.startswith("sampler.")})
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+        self.metrics = Metrics(**state["metrics"])
+        self._saved_rng = (tensors, state["rng"])
+
+    def _restore_rng(self) -> None:
+        checkpoint.rng_from_saved(*self._saved_rng)
+
+    def export(self) -> Path:
+        """Write the trained weights (in export_dtype) and what is needed to use them into out_dir:
+        model.safetensors, config.json (model and tokenizer), metrics.json."""
+        dtype = DTYPES[self.config.export_dtype]
+        path = checkpoint.save_weights(self.raw_model, self.out_dir / "model.safetensors", dtype=dtype)
+        info = {"model": self.model_config.to_dict(), "tokenizer": self.meta, "train": self.config.to_dict(),
+                "weights_dtype": self.config.export_dtype}
+        _write_json(self.out_dir / "config.json", info)
+        return path
+
+    def _write_metrics(self) -> None:
+        _write_json(self.out_dir / "metrics.json", dataclasses.asdict(self.metrics))
+
+    def close(self) -> None:
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def load_run(out_dir: str | os.PathLike, device: str = "cpu"):
+    """The trained GPT (float32) and its tokenizer meta from a run's exported model.safetensors and config.json."""
+    from lmbook import gpt
+
+    out_dir = Path(out_dir)
+    if not (out_dir / "config.json").is_file() or not (out_dir / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{out_dir} holds no exported run (config.json and model.safetensors); "
+                                f"train one with python -m lmbook.trainer --config ...")
+    info = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    model = gpt.GPT(gpt.GPTConfig.from_dict(info["model"]))
+    checkpoint.load_weights(model, out_dir / "model.safetensors")
+    return model.to(device).eval(), info["tokenizer"]
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+def _setup_distributed(config: TrainConfig) -> tuple[int, int, int, bool]:
+    """(rank, world_size, local_rank, whether we created the process group) from torchrun's variables."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0, False
+    owns = not dist.is_initialized()
+    if owns:
+        cuda = torch.cuda.is_available() and config.device != "cpu"
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns
+
+
+def _load_data(config: TrainConfig, is_main: bool, world_size: int) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+    """The token files in data_dir, written from `dataset` first if they are missing (by one process)."""
+    data_dir = Path(config.data_dir)
+    if is_main and not (data_dir / "meta.json").is_file():
+        from lmbook.data import load_text
+
+        tokens.prepare_chars(load_text(config.dataset), data_dir)
+    if world_size > 1:
+        dist.barrier()
+    meta = tokens.read_meta(data_dir)
+    return (tokens.read_tokens(data_dir / "train.bin"), tokens.read_tokens(data_dir / "val.bin")), meta
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("tensorboard=true needs the tensorboard package (pip install tensorboard)") from None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
+
+
+# ---- the command line --------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """`--config FILE.json` then `--<setting> VALUE` flags (which win); returns the validated config."""
+    parser = argparse.ArgumentParser(prog="python -m lmbook.trainer", description="Train a GPT (LM Book, chapter 7).")
+    parser.add_argument("--config", help="a JSON file of settings (see lmbook.trainer.TrainConfig)")
+    for f in dataclasses.fields(TrainConfig):
+        parser.add_argument(f"--{f.name}", type=_flag_parser(f.name, f.type), default=argparse.SUPPRESS,
+                            metavar=str(f.type).replace(" ", ""), help=f"default {f.default!r}")
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    if args.get("config"):
+        file = Path(args.pop("config"))
+        if not file.is_file():
+            parser.error(f"--config {file}: no such file")
+        try:
+            values = json.loads(file.read_text(encoding="utf-8"))
+        except ValueError as e:
+            parser.error(f"--config {file} is not valid JSON: {e}")
+    args.pop("config", None)
+    try:
+        return TrainConfig.from_dict(values | args)
+    except (TypeError, ValueError) as e:
+        parser.error(str(e))
+
+
+def _flag_parser(name: str, annotation: str):
+    allowed = [a.strip() for a in str(annotation).split("|")]
+
+    def parse(text: str):
+        if "None" in allowed and text.lower() in ("none", "null", "auto"):
+            return None
+        if "bool" in allowed:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise argparse.ArgumentTypeError(f"--{name} takes true or false" + (" or auto" if "None" in allowed else ""))
+        if "int" in allowed:
+            return int(text)
+        if "float" in allowed:
+            return float(text)
+        return text
+
+    parse.__name__ = str(annotation)  # argparse names the type in its error message
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    trainer = Trainer(config)
+    trainer.metrics.info["command"] = "python -m lmbook.trainer " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        metrics = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.is_main:
+        val = metrics.eval_loss["val"][-1]
+        print(f"done: {trainer.step} steps, val loss {val:.4f}, {metrics.train_seconds:.1f} s of training, "
+              f"metrics in {Path(config.out_dir) / 'metrics.json'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
