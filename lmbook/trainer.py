@@ -276,6 +276,7 @@ class Metrics:
     log_step: list[int] = field(default_factory=list)          # the last step of each timed interval
     tokens_per_second: list[float] = field(default_factory=list)
     mfu: list[float | None] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)         # training seconds up to the end of each interval
     train_seconds: float = 0.0                                 # time in training steps (compilation included)
     info: dict[str, Any] = field(default_factory=dict)         # device, dtype, sizes, peak memory, …
 
@@ -390,6 +391,33 @@ class Trainer:
         self.step += 1
         return total
 
+    def benchmark(self, steps: int = 20, warmup: int = 5) -> dict[str, float | None]:
+        """Tokens/second, milliseconds a step, MFU and peak memory (CUDA) over `steps` training steps
+        after `warmup` steps (which absorb compilation and the allocator's first requests). The steps
+        train the model; the metrics are left alone."""
+        def wait() -> list[float]:  # read the losses: the CPU waits for the device to finish
+            values = torch.stack([loss for _, _, loss in self._pending]).tolist()
+            self._pending.clear()
+            if not all(map(math.isfinite, values)):
+                raise FloatingPointError(f"non-finite training loss while benchmarking: {values}")
+            return values
+
+        for _ in range(warmup):
+            self.train_step(self.sampler.next_step())
+        if warmup:
+            wait()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.train_step(self.sampler.next_step())
+        wait()
+        seconds = time.perf_counter() - start
+        tps = steps * self.tokens_per_step / seconds
+        return {"tokens_per_second": tps, "step_ms": 1000 * seconds / steps,
+                "mfu": tps * self.flops_per_token / (self.peak_flops * self.world_size) if self.peak_flops else None,
+                "peak_memory_gb": torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None}
+
     # ---- evaluation ---------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -434,6 +462,8 @@ class Trainer:
                 try:
                     self.train_step(batches)
                 except torch.OutOfMemoryError as e:
+                    if self.device.type != "cuda":
+                        raise
                     raise RuntimeError(self._oom_message()) from e
                 bar.update()
                 step = self.step  # steps done
@@ -481,10 +511,11 @@ class Trainer:
         seconds = now - timer
         m.train_seconds += seconds
         tps = len(steps) * self.tokens_per_step / seconds
-        mfu = tps * self.flops_per_token / self.peak_flops if self.peak_flops else None
+        mfu = tps * self.flops_per_token / (self.peak_flops * self.world_size) if self.peak_flops else None  # per GPU
         m.log_step.append(steps[-1])
         m.tokens_per_second.append(tps)
         m.mfu.append(mfu)
+        m.elapsed.append(m.train_seconds)
         bar.set_postfix({"loss": f"{values[-1]:.4f}", "tok/s": f"{tps:,.0f}"} | ({"mfu": f"{mfu:.1%}"} if mfu else {}),
                         refresh=False)
         if self._writer is not None:
