@@ -6,8 +6,10 @@ Both layers have the chapter's Shakespeare size (input 64, hidden 256, 2 layers,
 same weights; each timed call is one forward and one backward pass over a batch of B sequences of T
 steps (a training step without the optimizer). The from-scratch layer computes the input projections
 of all steps in one matrix product, then loops over time in Python, one cell at a time, and autograd
-records every small operation; nn.LSTM runs the whole recurrence in one fused C++ kernel (cuDNN on
-a GPU). The ratio says what the readable version costs.
+records every small operation; nn.LSTM runs the same loop in C++, without Python's overhead at each
+of those operations (on a GPU it calls cuDNN, which fuses them). The ratio says what the readable
+version costs; it is largest when each step has little arithmetic (one sequence) and smallest when
+the matrix products dominate.
 
 The two run interleaved (scratch, torch, scratch, …) REPEATS times after a warm-up, CALLS calls each;
 the time is the median over runs and the ratio the median over repeats of scratch / torch within the
