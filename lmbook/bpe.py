@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain
@@ -41,6 +42,16 @@ GPT4_SPLIT_PATTERN = (
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+# The same two patterns for text that is pure ASCII, where \p{L} is [A-Za-z], \p{N} is [0-9] and \s
+# is [\t\n\x0b\x0c\r ] (what `regex` puts in them among the ASCII characters). They split ASCII text
+# exactly as the originals do (a test checks it) and run in Python's built-in `re`, twice as fast.
+_WS = r"\t\n\x0b\x0c\r "
+ASCII_PATTERNS = {
+    GPT2_SPLIT_PATTERN: rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+(?![^{_WS}])"""
+                        rf"""|[{_WS}]+""",
+    GPT4_SPLIT_PATTERN: rf"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]++|[0-9]{{1,3}}+"""
+                        rf"""| ?[^{_WS}A-Za-z0-9]++[\r\n]*+|[{_WS}]++$|[{_WS}]*[\r\n]|[{_WS}]+(?![^{_WS}])|[{_WS}]""",
+}
 ENDOFTEXT = "<|endoftext|>"
 FORMAT = "lmbook-bpe"  # the "format" field of a saved tokenizer
 _CACHE_SIZE = 100_000  # pieces remembered by the encoder (it is cleared when full)
@@ -126,7 +137,12 @@ def word_counts(text: str, pattern: str | None = "gpt2",
     segments = special_splitter(special_tokens).split(text)[::2] if special_tokens else [text]
     counts: Counter[str] = Counter()
     for segment in segments:
-        counts.update(regex.findall(source, segment) if source else [segment] if segment else [])
+        if source is None:
+            counts.update([segment] if segment else [])
+        elif source in ASCII_PATTERNS and segment.isascii():
+            counts.update(re.findall(ASCII_PATTERNS[source], segment))
+        else:
+            counts.update(regex.findall(source, segment))
     return counts
 
 
@@ -167,12 +183,11 @@ def train_merges(words: dict[str, int], num_merges: int, first_id: int = 256) ->
     Instead of recounting, keep (1) `counts`: every pair's count, weighted by word frequency;
     (2) `where`: for each pair, the words it occurs in; (3) a max-heap of (count, pair). A merge
     visits only the words that contain its pair: it subtracts the old word's pairs from the counts,
-    adds the new word's pairs, and pushes every pair whose count changed onto the heap (with its
-    new count). Old heap
-    entries are not removed (that would cost a search); an entry whose count no longer equals the
-    pair's current count is stale and skipped when it comes to the top (lazy deletion). The heap
-    orders by (-count, first id, second id), so ties go to the smallest pair, as in the naive
-    version.
+    adds the new word's pairs, and pushes every pair whose count changed onto the heap with its new
+    count. Old heap entries are not removed (that would cost a search); an entry whose count no
+    longer equals the pair's current count is stale and skipped when it comes to the top (lazy
+    deletion). The heap orders by (-count, first id, second id), so ties go to the smallest pair,
+    as in the naive version.
     """
     byte_words = _as_byte_words(words)
     corpus, freq = [list(w) for w in byte_words], list(byte_words.values())
@@ -295,6 +310,8 @@ class Tokenizer:
         self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
         self._new_ids = list(self.merges.values())  # by rank
         self._split = regex.compile(self.pattern).findall if self.pattern else (lambda s: [s] if s else [])
+        fast = ASCII_PATTERNS.get(self.pattern)
+        self._split_ascii = re.compile(fast).findall if fast else self._split
         self._cache: dict[str, list[int]] = {}
         self._specials_re: dict[frozenset, regex.Pattern] = {}
 
@@ -371,7 +388,7 @@ class Tokenizer:
         """Encode `text`, treating any special-token text in it as ordinary text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        pieces = self._split(text)
+        pieces = self._split_ascii(text) if text.isascii() else self._split(text)
         cache = self._cache
         missing = set(pieces).difference(cache)
         if missing and len(cache) + len(missing) > _CACHE_SIZE:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmbook import data
-from lmbook.bpe import (ENDOFTEXT, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, Tokenizer, bytes_to_unicode, get_stats,
+from lmbook.bpe import (ASCII_PATTERNS, ENDOFTEXT, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, Tokenizer, bytes_to_unicode, get_stats,
                         merge, train_merges, train_merges_naive, word_counts)
 
 # Texts that have broken tokenizers before: code, CJK, emoji (astral plane, ZWJ sequences), German,
@@ -178,6 +178,19 @@ def test_gpt4_pattern_splits_like_tiktoken(gpt2_files, tiktoken_gpt2):
                             special_tokens={})
     for text in SAMPLES + ["12345678 x 1234", "HELLO'S world!!!\n\n\nnext", "a\r\n\r\nb  \n"]:
         assert tok.encode(text) == ref.encode_ordinary(text), text
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.lists(st.one_of(st.characters(max_codepoint=127), st.sampled_from(["'s", "'S", "'ll", "  ", "\r\n", "123456"])),
+                     max_size=40).map("".join))
+def test_ascii_patterns_split_ascii_text_exactly_as_the_originals(text):
+    """The fast path for pure-ASCII text (Python's re) against the real patterns (regex)."""
+    import re
+
+    import regex
+
+    for pattern, ascii_pattern in ASCII_PATTERNS.items():
+        assert re.findall(ascii_pattern, text) == regex.findall(pattern, text)
 
 
 # ---- training ---------------------------------------------------------------------------------
