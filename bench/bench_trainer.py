@@ -104,6 +104,7 @@ def measure(settings: dict, data, peak_tflops, model_factory=None) -> dict:
     finally:
         shutil.rmtree(config.out_dir, ignore_errors=True)
         trainer = model = None
+        torch.compiler.reset()  # compiled graphs would keep the old model's memory alive
         gc.collect()
         if CUDA:
             torch.cuda.empty_cache()
