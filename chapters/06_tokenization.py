@@ -456,7 +456,8 @@ Path("val.txt").unlink()
 # OpenAI published GPT-2's tokenizer as two files: `encoder.json` (50,257 tokens and their ids) and
 # `vocab.bpe` (the 50,000 merges in rank order). Both write bytes with printable stand-ins: GPT-2
 # maps each of the 256 bytes to a visible character, so that the files contain no spaces or control
-# characters. Space is `Ġ`, newline `Ċ`:
+# characters. Space is `Ġ`, newline `Ċ`. (These are the files that Hugging Face's
+# `GPT2Tokenizer.from_pretrained("gpt2")` downloads; here they come from the book's data folder.)
 
 # %% tags=["nbval-check-output"]
 stand_in = bytes_to_unicode()
@@ -697,12 +698,13 @@ char_loss, bpe_loss = results["characters"][1], results["BPE, 1,000 tokens"][1]
 assert bpe_loss > char_loss  # per token, BPE's task is harder: the raw losses are not comparable
 
 # %% [markdown]
-# The BPE model's loss per token is several times the character model's, and means nothing next
+# The BPE model's loss per token is much larger than the character model's, and means nothing next
 # to it; in bits per byte the two can be compared directly. With the same steps and batch shape the
-# BPE model reads about three times more text per example, which at small budgets usually gives it
-# the lower bits per byte, though it also pays for a 1,000-row embedding table that the character
-# model does not have. (At the test profile, with a few dozen steps, neither model has learned much
-# and the comparison says little.)
+# BPE model reads more than twice as much text per example, which at small budgets usually gives
+# it the lower bits per byte, though it also pays for a 1,000-row embedding table that the character
+# model does not have. Both models are tiny and trained for a minute or two, far from converged
+# (exercise 7 puts chapter 1's best n-gram on the same scale). At the test profile, with a few dozen
+# steps, neither has learned much and the comparison says little.
 #
 # What to take away:
 #
