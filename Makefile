@@ -48,9 +48,11 @@ $(MATHJAX):
 	cp -r vendor/npm/node_modules/mathjax/es5 vendor/mathjax && rm -rf vendor/npm
 	@test -f $(MATHJAX)
 
+# Two test processes on a 2-core machine: each kernel and test gets one thread, since two processes
+# with two threads each on two cores run many times slower, not twice.
 test: $(STAMP) $(MATHJAX)
-	LMBOOK_PROFILE=test $(BIN)/python -m pytest -n 2 --dist loadfile \
-		--nbval-lax --nbval-current-env -p no:cacheprovider tests chapters
+	LMBOOK_PROFILE=test OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile \
+		--nbval-lax --nbval-current-env -p no:cacheprovider --durations=15 tests chapters
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
