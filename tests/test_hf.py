@@ -91,8 +91,9 @@ def test_greedy_generation_agrees_with_transformers():
     config = GPTConfig(vocab_size=30, block_size=32, n_layer=2, n_head=2, n_embd=16)
     ours = randomised(GPT(config), seed=3).eval()
     theirs = hf.to_hf(ours)
-    prompt = torch.tensor([[1, 2, 3]])
-    expected = theirs.generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0)
+    prompt = torch.tensor([[1, 0, 3]])  # holds id 0 = pad_token_id: transformers needs the explicit mask
+    expected = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=10,
+                               do_sample=False, pad_token_id=0)
     assert torch.equal(ours.generate(prompt, 10, top_k=1), expected)
 
 
