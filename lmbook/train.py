@@ -68,9 +68,13 @@ def loss_fn(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
 def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> float:
     """Mean cross-entropy (nats per target) of model(X) against Y over all rows, in eval mode (the
     model's previous mode is restored after); works for logits (B, V) with Y (B,) and logits
-    (B, T, V) with Y (B, T). X and Y go to the model's device `batch_size` rows at a time."""
+    (B, T, V) with Y (B, T). Targets equal to -100 (padding, F.cross_entropy's ignore_index) are
+    left out of both the sum and the count. X and Y go to the model's device `batch_size` rows at a time."""
     if len(X) != len(Y) or len(X) == 0:
         raise ValueError(f"X and Y must have the same number of rows, at least 1; got {len(X)} and {len(Y)}")
+    n_targets = int((Y != -100).sum())
+    if n_targets == 0:
+        raise ValueError("every target is -100 (ignored): there is nothing to evaluate")
     device = next(model.parameters(), torch.empty(0)).device
     was_training, total = model.training, 0.0
     model.eval()
@@ -80,7 +84,7 @@ def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> 
             total += loss_fn(model(x), y, reduction="sum").item()
     finally:
         model.train(was_training)
-    return total / Y.numel()
+    return total / n_targets
 
 
 def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: int,

@@ -170,9 +170,20 @@ def test_evaluate_handles_a_logit_per_position():
     assert len(history.train_loss) == 3
 
 
+def test_evaluate_leaves_padded_targets_out_of_the_mean():
+    model = nn.Sequential(nn.Embedding(V, 4), nn.Linear(4, V))  # (B, T) -> (B, T, V)
+    X = torch.randint(0, V, (10, 5), generator=torch.Generator().manual_seed(0))
+    Y = torch.randint(0, V, (10, 5), generator=torch.Generator().manual_seed(1))
+    Y[:, 3:] = -100  # padding: the same mean as F.cross_entropy(ignore_index=-100), not diluted by it
+    expected = F.cross_entropy(model(X).reshape(-1, V), Y.reshape(-1)).item()
+    assert evaluate(model, X, Y, batch_size=3) == pytest.approx(expected, rel=1e-6)
+
+
 def test_evaluate_errors():
     with pytest.raises(ValueError, match="same number of rows"):
         evaluate(Bigram(), torch.zeros(3, 1, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="every target is -100"):
+        evaluate(Bigram(), torch.zeros(3, 1, dtype=torch.long), torch.full((3,), -100))
 
 
 # ---- errors ------------------------------------------------------------------------------------
