@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import lmbook
 from lmbook import checkpoint, data, env, tokens, trainer
 from lmbook.gpt import GPT, GPTConfig, flops_per_token, param_count
 from lmbook.plot import use_book_style
@@ -64,8 +65,10 @@ device = torch.device(env.device())
 torch.set_num_threads(env.pick(test=1, cpu=1, gpu=torch.get_num_threads()))
 print(env.describe())
 
-# the repository's root: where configs/, bench/results/ and runs/ live
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "configs" / "shakespeare_char.json").is_file())
+# the repository's root, where configs/, bench/results/ and runs/ live: above this notebook, or the
+# checkout lmbook is installed from (`pip install -e .`) when the notebook was copied elsewhere
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path(lmbook.__file__).resolve().parents[1]]
+            if (p / "configs" / "shakespeare_char.json").is_file())
 scratch = Path(tempfile.mkdtemp(prefix="lmbook_ch07_"))  # this notebook's runs; never printed
 
 # %% [markdown]
