@@ -497,6 +497,9 @@ class GPT(nn.Module):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; "
                             f"build one with GPTConfig(vocab_size=..., block_size=..., ...)")
         self.config = config
+        # forward validates its inputs (shapes, id ranges) unless told not to: the range check waits
+        # for the GPU, so a trainer that checked its token file once switches it off (chapter 7)
+        self.check_inputs = True
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),     # token embedding (V, d)
             wpe=nn.Embedding(config.block_size, config.n_embd),     # position embedding (T, d)
@@ -523,7 +526,8 @@ class GPT(nn.Module):
 
         targets (B, T): the next token at every position; IGNORE_INDEX (-100) leaves one out.
         """
-        self._check_ids(idx, targets)
+        if self.check_inputs:
+            self._check_ids(idx, targets)
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)                             # (T,) positions 0..T-1
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, d)

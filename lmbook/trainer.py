@@ -281,6 +281,15 @@ class Metrics:
     info: dict[str, Any] = field(default_factory=dict)         # device, dtype, sizes, peak memory, …
 
 
+def _check_token_ids(train_tokens, val_tokens, vocab_size: int) -> None:
+    """Every id in the token files is < vocab_size, or a clear error (a stale data folder, say)."""
+    for name, toks in (("train", train_tokens), ("val", val_tokens)):
+        high = int(np.max(toks)) if len(toks) else -1
+        if high >= vocab_size:
+            raise ValueError(f"the {name} tokens hold id {high}, but the model's vocabulary has {vocab_size} "
+                             f"ids (0..{vocab_size - 1}); re-encode the data or set vocab_size accordingly")
+
+
 class Trainer:
     """One training run. `Trainer(config).fit()` is what the command line does.
 
@@ -323,6 +332,9 @@ class Trainer:
         else:
             self.model_config = None
         self.raw_model = model.to(self.device)
+        if hasattr(self.raw_model, "check_inputs"):  # lmbook's GPT: check every token id once, here,
+            _check_token_ids(self.train_tokens, self.val_tokens, self.raw_model.config.vocab_size)
+            self.raw_model.check_inputs = False     # rather than with a GPU sync on every forward
         self.n_params = sum(p.numel() for p in self.raw_model.parameters())
         self.flops_per_token = flops_per_token or 6 * self.n_params
         self.optimizer = make_optimizer(self.raw_model, c, self.device)

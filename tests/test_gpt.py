@@ -243,6 +243,18 @@ def test_bad_targets_are_a_clear_error():
         model(x, y)
 
 
+def test_check_inputs_off_skips_validation_with_the_same_logits():
+    model, x = tiny(), ids(2, 8)
+    checked, _ = model(x)
+    model.check_inputs = False  # what a trainer does after checking its token files once
+    unchecked, _ = model(x)
+    assert torch.equal(checked, unchecked)
+    bad = x.clone()
+    bad[0, 0] = 37
+    with pytest.raises(IndexError):  # torch's own error: the clear message needs check_inputs=True
+        model(bad)
+
+
 # ---- generation ---------------------------------------------------------------------------------
 
 

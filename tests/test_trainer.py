@@ -126,6 +126,15 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, data_dir,
         assert torch.equal(p, q)
 
 
+def test_token_ids_are_checked_once_not_on_every_forward(tmp_path, data_dir):
+    trainer = Trainer(tiny(tmp_path, data_dir))
+    assert trainer.raw_model.check_inputs is False  # no GPU sync per step: the data was checked up front
+    meta = json.loads((data_dir / "meta.json").read_text())
+    (data_dir / "meta.json").write_text(json.dumps(meta | {"vocab_size": meta["vocab_size"] - 3}))
+    with pytest.raises(ValueError, match=r"train tokens hold id \d+, but the model's vocabulary has"):
+        Trainer(tiny(tmp_path, data_dir, out_dir=str(tmp_path / "other")))
+
+
 def test_a_new_run_refuses_a_folder_with_checkpoints(tmp_path, data_dir):
     Trainer(tiny(tmp_path, data_dir, max_steps=4)).fit()
     with pytest.raises(ValueError, match="already holds checkpoints.*resume='latest'"):
