@@ -17,15 +17,6 @@ from lmbook.gpt import GPT, GPTConfig, flops_per_token, load_gpt, param_count, s
 TINY = dict(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: with a second thread, torch waits on a core another process may hold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides) -> GPT:
     torch.manual_seed(0)
     return GPT(GPTConfig(**(TINY | overrides)))

@@ -15,14 +15,6 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 ATOL32, ATOL64 = 1e-5, 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_configs(n: int, seed: int = 0) -> list[GPTConfig]:
     g = torch.Generator().manual_seed(seed)
 

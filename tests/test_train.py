@@ -17,15 +17,6 @@ from lmbook.train import History, evaluate, train
 V = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: with a second thread, torch waits on a core another process may hold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Bigram(nn.Module):
     """Logits of the next token = row `previous` of a (V, V) table, zero at the start (uniform)."""
 

@@ -16,15 +16,6 @@ from lmbook.tokens import prepare_chars
 from lmbook.trainer import Trainer, TrainConfig, decay_split, lr_schedule, parse_args, peak_tflops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: with a second thread, torch waits on a core another process may hold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TEXT = "".join(f"{w} " for i in range(400) for w in ("the", "cat", "sat", "on", "a", "mat", str(i % 7)))
 
 
