@@ -26,7 +26,6 @@ is refused with an error naming it and the checkpoints that are still good.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -39,6 +38,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from lmbook.data import sha256_of
 
 FORMAT = "lmbook-checkpoint-1"
 
@@ -185,7 +186,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: nn.Module, sta
                   metadata=header)
         _fsync(tmp / "state.safetensors")
         manifest = {"format": FORMAT, "step": step,
-                    "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+                    "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)}
                               for f in ("model.safetensors", "state.safetensors")}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _fsync(tmp / "manifest.json")
@@ -250,7 +251,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str
         if size != expected["bytes"]:
             raise CheckpointError(f"{file} holds {size} bytes but was written with {expected['bytes']} "
                                   f"(truncated?); the checkpoint was not loaded{_others(path)}")
-        if _sha256(file) != expected["sha256"]:
+        if sha256_of(file) != expected["sha256"]:
             raise CheckpointError(f"{file} does not match the sha256 it was written with (corrupted); "
                                   f"the checkpoint was not loaded{_others(path)}")
     load_weights(model, path / "model.safetensors")
@@ -272,14 +273,6 @@ def _others(path: Path) -> str:
     good = [p for p in list_checkpoints(path.parent.parent) if p != path]  # path is run_dir/checkpoints/step-N
     return (f". The other checkpoints were left as they are: {', '.join(p.name for p in good)} in {path.parent}; "
             f"resume from one of them with --resume {good[-1]}") if good else ""
-
-
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: str | os.PathLike) -> None:

@@ -89,7 +89,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LMBOOK_CACHE_DIR", Path.home() / ".cache" / "lmbook"))
 
 
-def sha256_of(file: Path) -> str:
+def sha256_of(file: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, as hex."""
     h = hashlib.sha256()
     with open(file, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

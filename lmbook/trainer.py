@@ -50,6 +50,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lmbook import checkpoint, tokens
+from lmbook.data import sha256_of
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -352,7 +353,8 @@ class Trainer:
         use_compile = self.device.type == "cuda" if c.compile is None else c.compile
         if use_compile:
             self.model = torch.compile(self.model)
-        if self.world_size > 1:
+        self.distributed = dist.is_available() and dist.is_initialized()
+        if self.distributed:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.tokens_per_step = c.batch_size * c.grad_accum * self.world_size * c.block_size
@@ -361,9 +363,10 @@ class Trainer:
         self.metrics.info |= {"device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
                               "dtype": str(self.dtype).removeprefix("torch."), "tf32": c.tf32 and self.device.type == "cuda",
                               "compile": bool(use_compile), "fused_adamw": bool(self.optimizer.defaults.get("fused")),
-                              "world_size": self.world_size, "params": self.n_params,
+                              "world_size": self.world_size, "backend": dist.get_backend() if self.distributed else None,
+                              "params": self.n_params,
                               "flops_per_token": self.flops_per_token, "tokens_per_step": self.tokens_per_step,
-                              "peak_tflops_bf16": peak, "torch": torch.__version__,
+                              "peak_tflops_bf16": peak, "torch": torch.__version__, "cuda": torch.version.cuda,
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         self._pending: list[tuple[int, float, Tensor]] = []  # (step, lr, loss on the device): checked at each flush
         self._writer = _tensorboard(self.out_dir) if c.tensorboard and self.is_main else None
@@ -386,7 +389,7 @@ class Trainer:
         for k, (x, y) in enumerate(micro_batches):
             last = k == len(micro_batches) - 1
             # under DDP, average the gradients across processes only after the last micro-batch
-            no_sync = self.model.no_sync() if self.world_size > 1 and not last else contextlib.nullcontext()
+            no_sync = self.model.no_sync() if self.distributed and not last else contextlib.nullcontext()
             with no_sync:
                 with self.autocast():
                     _, loss = self.model(x, y)
@@ -465,18 +468,17 @@ class Trainer:
         c = self.config
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not (c.progress and self.is_main), dynamic_ncols=True)
         self.raw_model.train()
-        if self.step == 0:
-            self._evaluate_and_log(bar)
-        timer = time.perf_counter()
         try:
+            if self.step == 0:
+                self._evaluate_and_log(bar)
+            timer = time.perf_counter()
+            first = True
             while self.step < c.max_steps:
-                batches = self.sampler.next_step()
-                try:
-                    self.train_step(batches)
-                except torch.OutOfMemoryError as e:
-                    if self.device.type != "cuda":
-                        raise
-                    raise RuntimeError(self._oom_message()) from e
+                self.train_step(self.sampler.next_step())
+                if first:  # the first step includes compilation: wait for it and record how long it took
+                    first = False
+                    self._pending[-1][2].item()
+                    self.metrics.info["first_step_seconds"] = time.perf_counter() - timer
                 bar.update()
                 step = self.step  # steps done
                 boundary = step == c.max_steps or step % c.eval_every == 0 or (
@@ -489,6 +491,10 @@ class Trainer:
                     if (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.max_steps:
                         self.save()
                     timer = time.perf_counter()
+        except torch.OutOfMemoryError as e:
+            if self.device.type != "cuda":
+                raise
+            raise RuntimeError(self._oom_message()) from e
         finally:
             bar.close()
             if self._writer is not None:
@@ -552,6 +558,7 @@ class Trainer:
 
     def _oom_message(self) -> str:
         c = self.config
+        torch.cuda.empty_cache()  # give back what the failed step held, so the caller can go on
         return (f"out of GPU memory at step {self.step} with batch_size={c.batch_size}, block_size={c.block_size}, "
                 f"n_layer={c.n_layer}, n_embd={c.n_embd}, dtype {self.dtype}. Lower batch_size and raise grad_accum "
                 f"to keep the global batch ({c.batch_size * c.grad_accum} sequences per process), use dtype "
@@ -592,7 +599,7 @@ class Trainer:
         dtype = DTYPES[self.config.export_dtype]
         path = checkpoint.save_weights(self.raw_model, self.out_dir / "model.safetensors", dtype=dtype)
         info = {"model": self.model_config.to_dict(), "tokenizer": self.meta, "train": self.config.to_dict(),
-                "weights_dtype": self.config.export_dtype}
+                "weights_dtype": self.config.export_dtype, "weights_sha256": sha256_of(path)}
         _write_json(self.out_dir / "config.json", info)
         return path
 
@@ -621,9 +628,10 @@ def load_run(out_dir: str | os.PathLike, device: str = "cpu"):
 # ---- helpers -----------------------------------------------------------------------------------------
 
 def _setup_distributed(config: TrainConfig) -> tuple[int, int, int, bool]:
-    """(rank, world_size, local_rank, whether we created the process group) from torchrun's variables."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
+    """(rank, world_size, local_rank, whether we created the process group) from torchrun's variables.
+    A run started by torchrun is distributed even with one process (as in nanoGPT), so that
+    `torchrun --nproc_per_node 1` exercises the same NCCL/DDP path as eight GPUs do."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, 0, False
     owns = not dist.is_initialized()
     if owns:
