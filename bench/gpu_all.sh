@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'transformers', transformers.__version__)"
 
 stamp "1. sweep, with the smoke test beside it"
-timeout 240 $PY bench/gpu_smoke.py > bench/results/gpu_smoke.log 2>&1 &
+timeout 190 $PY bench/gpu_smoke.py > bench/results/gpu_smoke.log 2>&1 &
 smoke=$!
 timeout "${SWEEP_LIMIT:-200}" $PY bench/gpu_reference.py --sweep-only --sweep-seconds "${SWEEP_SECONDS:-170}"
 wait $smoke

@@ -174,7 +174,7 @@ def nccl(tmp: Path, data: Path) -> str:
     file = tmp / "ddp.json"
     file.write_text(json.dumps(config))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                           "-m", "lmbook.trainer", "--config", str(file)], capture_output=True, text=True, timeout=240,
+                           "-m", "lmbook.trainer", "--config", str(file)], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads((tmp / "ddp" / "metrics.json").read_text())
