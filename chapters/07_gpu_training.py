@@ -413,34 +413,31 @@ print(f"GPT-2 small ({param_count(gpt2_small) / 1e6:.0f}M parameters), batch 16 
 #
 # **AdamW** (Loshchilov & Hutter, 2019) applies weight decay *decoupled* from the gradient: after the
 # Adam update, every decayed weight shrinks by $\eta\lambda w$, rather than adding $\lambda w$ to a
-# gradient that Adam would then rescale. Decay is a prior that weights should be small; it makes sense
-# for the matrices that multiply activations, not for biases and LayerNorm gains (shrinking a gain to
-# 0 switches a feature off) nor for embeddings (a row of the embedding only gets gradient when its
-# token appears, so decay would shrink rare tokens' rows toward 0 between their appearances). The
-# trainer builds two parameter groups:
+# gradient that Adam would then rescale. Decay is a prior that weights should be small. It makes sense
+# for the matrices that multiply activations, and none for biases and LayerNorm gains (shrinking a
+# gain toward 0 switches a feature off). Embeddings are a choice. A row of the embedding gets a
+# gradient only when its token appears, but decoupled decay shrinks it at every step, so the rows
+# of rare tokens are pulled toward 0 between their appearances. This book leaves embeddings (and so
+# the tied output matrix) undecayed, as minGPT does; nanoGPT decays every parameter with two or more
+# dimensions, embeddings included, which is worth remembering when comparing with its numbers
+# (exercise 5 measures the difference on a small model). The rule is one function, used by chapter
+# 2's `lmbook.train.train` and by the trainer, whose `make_optimizer` turns its two lists into
+# AdamW's two parameter groups (the second without decay), fused into one kernel on CUDA:
 
 # %%
-# From lmbook/trainer.py
+# From lmbook/train.py
 def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
     """Names of the parameters that get weight decay (the weight matrices of linear layers) and of
     those that do not (biases, norm gains, embeddings: shrinking them toward 0 has no use). A tied
-    embedding/LM-head matrix is an embedding."""
+    embedding/LM-head matrix is an embedding. This is the book's one rule, in `train` (chapter 2)
+    and in `lmbook.trainer` (chapter 7); nanoGPT differs: it decays every parameter of 2 or more
+    dimensions, embeddings included."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = [], []
     for name, p in model.named_parameters():  # tied parameters appear once
         if p.requires_grad:
             (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
     return decay, no_decay
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over two groups: decay (weight_decay) and no_decay (0); fused into one kernel on CUDA."""
-    decay, no_decay = decay_split(model)
-    params = dict(model.named_parameters())
-    fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
-    return torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": config.weight_decay},
-                              {"params": [params[n] for n in no_decay], "weight_decay": 0.0}],
-                             lr=config.lr, betas=(config.beta1, config.beta2), fused=fused or None)
 
 
 # %% tags=["nbval-check-output"]

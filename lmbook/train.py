@@ -87,6 +87,20 @@ def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> 
     return total / n_targets
 
 
+def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the parameters that get weight decay (the weight matrices of linear layers) and of
+    those that do not (biases, norm gains, embeddings: shrinking them toward 0 has no use). A tied
+    embedding/LM-head matrix is an embedding. This is the book's one rule, in `train` (chapter 2)
+    and in `lmbook.trainer` (chapter 7); nanoGPT differs: it decays every parameter of 2 or more
+    dimensions, embeddings included."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # tied parameters appear once
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
+    return decay, no_decay
+
+
 def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: int,
           optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, weight_decay: float = 0.0,
           lr_schedule: Callable[[int], float] | None = None,
@@ -95,7 +109,8 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
           grad_clip: float | None = None, progress: bool = True, device: str | None = None) -> History:
     """Train `model` for `steps` minibatches from `batches` and return its `History`.
 
-    - optimizer: default AdamW(lr, weight_decay); lr_schedule(t) multiplies each group's lr at step t.
+    - optimizer: default AdamW(lr), with `weight_decay` on the parameters `decay_split` names (the
+      weight matrices) and none on the others; lr_schedule(t) multiplies each group's lr at step t.
     - eval_sets: {name: (X, Y)}, evaluated at step 0, every `eval_every` steps and at the end.
     - early_stopping: the eval set to watch. Training stops after `patience` evaluations without a
       new best (never, with patience=None), and the weights of the best evaluation are restored.
@@ -118,7 +133,12 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
         raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip!r}")
     model.to(device or env.device())
     device = next(model.parameters()).device
-    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer is None:
+        decay, no_decay = decay_split(model)
+        params = dict(model.named_parameters())
+        groups = [{"params": [params[n] for n in names], "weight_decay": wd}
+                  for names, wd in ((decay, weight_decay), (no_decay, 0.0)) if names]
+        optimizer = torch.optim.AdamW(groups, lr=lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     history, best_state, bad_evals = History(eval_loss={name: [] for name in eval_sets}), None, 0
     was_training, batches = model.training, iter(batches)  # iter: a list of batches works too

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from lmbook import checkpoint, tokens
 from lmbook.data import sha256_of
+from lmbook.train import decay_split  # chapter 2's weight-decay rule, the one every loop of the book uses
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -186,18 +187,6 @@ def lr_schedule(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_s
         return min_lr
     progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)  # 0 -> 1
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
-
-
-def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
-    """Names of the parameters that get weight decay (the weight matrices of linear layers) and of
-    those that do not (biases, norm gains, embeddings: shrinking them toward 0 has no use). A tied
-    embedding/LM-head matrix is an embedding."""
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():  # tied parameters appear once
-        if p.requires_grad:
-            (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
-    return decay, no_decay
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbook.batching import random_batches
-from lmbook.train import History, evaluate, train
+from lmbook.train import History, decay_split, evaluate, train
 
 V = 6
 
@@ -86,6 +86,19 @@ def test_a_given_optimizer_is_used():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     train(model, random_batches(X, Y, 8), steps=5, optimizer=optimizer, progress=False, device="cpu")
     assert torch.equal(model.W, torch.zeros(V, V))  # lr 0: nothing moved
+
+
+def test_weight_decay_follows_decay_split():
+    """train(weight_decay=...) decays the weight matrices only, not embeddings, biases or norm gains
+    (decay_split: the rule lmbook.trainer uses too)."""
+    model = nn.Sequential(nn.Embedding(V, 4), nn.Flatten(), nn.LayerNorm(4), nn.Linear(4, V))
+    assert decay_split(model) == (["3.weight"], ["0.weight", "2.weight", "2.bias", "3.bias"])
+    X, Y = torch.zeros(64, 1, dtype=torch.long), torch.ones(64, dtype=torch.long)  # only token 0 is read
+    unused_rows = model[0].weight[1:].detach().clone()
+    head = model[3].weight.detach().clone()
+    train(model, random_batches(X, Y, 8), steps=5, lr=1e-2, weight_decay=0.5, progress=False, device="cpu")
+    assert torch.equal(model[0].weight[1:], unused_rows), "embedding rows without gradient must not decay"
+    assert not torch.equal(model[3].weight, head)
 
 
 def test_grad_clip_bounds_the_update():
