@@ -208,6 +208,7 @@ def main() -> None:
         done = [r for r in rows if r.get("final_val") is not None]
         winner = min(done, key=lambda r: r["final_val"]) if done else rows[0]
         say(f"chosen: {winner['name']}" + ("" if done else " (no setting finished in time: the first one)"))
+        results["chosen"] = winner["name"]
         chosen = base | winner["settings"] | {"out_dir": f"runs/{name}"}
         if all(r["status"] == "failed" for r in rows):  # e.g. no compiler for torch.compile: try without it
             chosen["compile"] = False
@@ -218,6 +219,14 @@ def main() -> None:
     if args.sweep_only:
         return
     say(f"\n2. the reference run, the GPU to itself: {config_file.relative_to(ROOT)}")
+    chosen = next((r for r in results.get("sweep", []) if r["name"] == results.get("chosen")), None)
+    if chosen:  # say where the run's settings differ from the sweep's choice (edited after a first run)
+        config = json.loads(config_file.read_text())
+        changed = {k: (v, config[k]) for k, v in (base | chosen["settings"]).items() if k in config and config[k] != v
+                   and k not in ("out_dir",)}
+        if changed:
+            say("settings changed since the sweep's choice: "
+                + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
     results["reference"] = reference_run(config_file, args.run_seconds)
     _write(results_dir, results)
 
