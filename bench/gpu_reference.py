@@ -146,6 +146,8 @@ def reference_run(config_file: Path, seconds: float) -> dict:
                "info": m["info"]}
     say(f"val loss {vals[-1]:.4f} after {summary['steps']} steps; {m['train_seconds']:.1f} s of training, of which "
         f"{first:.1f} s the first step (compilation); {wall:.0f} s wall with evaluations and start-up")
+    best = min(range(len(vals)), key=vals.__getitem__)
+    say(f"lowest val loss {vals[best]:.4f}, at the evaluation after step {m['eval_step'][best]}")
     say(f"val <= {GOAL}: " + (f"first seen at the evaluation after step {reached}, after {seconds_to_goal:.1f} s of training "
                                f"({seconds_to_goal - first:.1f} s without the first step)" if reached else "not reached"))
 
@@ -193,8 +195,10 @@ def main() -> None:
     results = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "goal": GOAL,
                "base": "configs/shakespeare_char.json", "command": "python bench/gpu_reference.py"}
     earlier = results_dir / "shakespeare_char_gpu_sweep.json"
-    if args.skip_sweep and earlier.is_file():  # keep the sweep's table beside the new run
-        results = json.loads(earlier.read_text()) | {"reference": None}
+    if args.skip_sweep and earlier.is_file():  # keep the sweep's table and the earlier runs beside the new run
+        results = json.loads(earlier.read_text())
+        if results.get("reference"):
+            results.setdefault("earlier_references", []).append(results.pop("reference"))
         lines_out.extend(_sweep_lines(earlier.with_suffix(".txt")))
     else:
         say(f"device: {device} | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | torch {torch.__version__}, "
@@ -232,12 +236,14 @@ def main() -> None:
 
 
 def _sweep_lines(file: Path) -> list[str]:
-    """The lines of an earlier table up to (not including) its reference run."""
-    kept = []
+    """The lines of an earlier table, its reference run (if any) renamed an earlier one, without its sample."""
+    kept, in_sample = [], False
     for line in file.read_text(encoding="utf-8").splitlines():
         if line.startswith("2. the reference run"):
-            break
-        kept.append(line)
+            line = "earlier " + line.removeprefix("2. ")
+        in_sample = (in_sample or line == "--- a sample ---") and not line.startswith("earlier ")
+        if not in_sample:
+            kept.append(line)
     return kept
 
 
