@@ -31,8 +31,9 @@
 #
 # Every experiment is sized by the profile (chapter 1): on a CPU the notebook trains a small model on
 # Shakespeare in a few minutes; the GPU measurements (the speed-up table and nanoGPT's
-# shakespeare-char run) come from committed result files, and the cells that show them say so, with
-# the GPU, the date and the command.
+# shakespeare-char run) come from result files that one command writes on a GPU
+# (`bench/bench_trainer.py`). The cells that show them name the GPU, the date and the command, and
+# say so when a file has not been measured yet.
 
 # %%
 import json
@@ -213,6 +214,12 @@ for name, dtype, E, M in formats:
 # exponent bits, so nothing above 65,504 and nothing below about $6 \times 10^{-8}$ (its smallest
 # *subnormal* number). TF32 is not a storage format: it is how the tensor cores of Ampere and newer
 # GPUs read float32 inputs to a matrix product, with a 10-bit mantissa, accumulating in float32.
+# PyTorch leaves it off for matrix products by default, and then a float32 product on an H100 does
+# not use the tensor cores at all: it runs on the ordinary CUDA cores, at the fp32 column's peak
+# above. Turning TF32 on (`torch.backends.cuda.matmul.allow_tf32 = True`, which the trainer's
+# `tf32=True` sets) sends the same float32 tensors through the tensor cores, at up to the tf32
+# column's peak, seven times the fp32 one, for products with the error of 10-bit inputs (measured
+# below). Nothing else changes: the weights, activations and gradients stay float32.
 #
 # The difference that matters for training is range. Gradients of a language model are often tiny:
 # below fp16's smallest number they round to zero (they *underflow*), and the weights they belong to
@@ -279,8 +286,9 @@ for name, bits in [("float32", 23), ("tf32", 10), ("bfloat16", 7)]:
 # With TF32 or bf16 inputs, the product's error is close to the rounding error of the inputs,
 # $2^{-(M+1)}$ (the errors of the 4,096 terms of each sum are independent and partly cancel); with
 # float32 inputs, what remains is the float32 accumulation's own rounding. Training tolerates this: stochastic gradients are
-# far noisier than $10^{-3}$. The pay-off is speed and memory: an H100's tensor cores do 15 times more
-# bf16 FLOP/s than fp32 ones, and a bf16 activation takes half the bytes.
+# far noisier than $10^{-3}$. The pay-off is speed and memory: an H100 does 15 times more dense bf16
+# FLOP/s on its tensor cores than float32 FLOP/s on its CUDA cores, and a bf16 activation takes half
+# the bytes.
 #
 # The trainer's settings: `dtype="auto"` (bf16 autocast on GPUs that support it, float32 elsewhere),
 # `tf32=True` (for any work left in float32), and `dtype="float16"` on older GPUs, where
@@ -406,7 +414,8 @@ print(f"GPT-2 small ({param_count(gpt2_small) / 1e6:.0f}M parameters), batch 16 
 # batch size and the context are what fill a GPU. When a run does not fit, the trainer says what
 # to lower: the micro-batch (raising `grad_accum` to keep the same global batch), the precision,
 # the model. The estimate is rough (autocast keeps some activations in float32, and the logits of a
-# 50k vocabulary are large); section 7.7 compares it with the peak memory the GPU measured.
+# 50k vocabulary are large); the speed-up table of section 7.7 records the peak memory the GPU
+# measured, once it has been run there.
 
 # %% [markdown]
 # ## 7.5 The optimizer recipe
@@ -815,61 +824,106 @@ print(f"\nthis notebook ran in {time.perf_counter() - chapter_start:.0f} s at th
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 (autograded).** Implement the warm-up + cosine schedule of section 7.5 from its
-# formula, without looking at `lr_schedule`: `my_lr(step, lr, min_lr, warmup_steps, max_steps)`.
+# **Exercise 1 (autograded).** The cosine schedule starts decaying right after the warm-up. The
+# *warm-up, stable, decay* (WSD) schedule of several recent models holds the peak rate instead and
+# decays only at the end, so that a run can be continued from any checkpoint of its long stable
+# phase. Write `wsd_lr(step, lr, min_lr, warmup_steps, decay_steps, max_steps)`: the linear warm-up
+# of section 7.5 ($\eta\,(t+1)/W$ for $t < W$), then $\eta$ until step $S - D$ (with $D$ =
+# `decay_steps`, $S$ = `max_steps`), then a straight line from $\eta$ at step $S - D$ down to
+# $\eta_{\min}$ at step $S$, and $\eta_{\min}$ after. The hidden tests take `lr_schedule` away.
 
 # %%
-def my_lr(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+def wsd_lr(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: int, max_steps: int) -> float:
     ### BEGIN SOLUTION
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if step >= max_steps:
         return min_lr
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
+    decay_start = max_steps - decay_steps
+    if step < decay_start:
+        return lr
+    return lr - (lr - min_lr) * (step - decay_start) / decay_steps
     ### END SOLUTION
 
 # %%
-# Autograded test: ex1_schedule (2 points)
-_kw = dict(lr=6e-4, min_lr=6e-5, warmup_steps=10, max_steps=100)
-assert abs(my_lr(0, **_kw) - 6e-5) < 1e-12, "step 0 of the warm-up should already use lr / warmup_steps"
-assert abs(my_lr(9, **_kw) - 6e-4) < 1e-12, "the last warm-up step (W - 1) should reach lr"
-assert abs(my_lr(55, **_kw) - 3.3e-4) < 1e-12, "halfway through the cosine the rate is (lr + min_lr) / 2"
-assert abs(my_lr(100, **_kw) - 6e-5) < 1e-12 and abs(my_lr(500, **_kw) - 6e-5) < 1e-12, "end at min_lr and stay there"
+# Autograded test: ex1_wsd (2 points)
+_kw = dict(lr=6e-4, min_lr=6e-5, warmup_steps=10, decay_steps=20, max_steps=100)
+assert abs(wsd_lr(0, **_kw) - 6e-5) < 1e-12, "step 0 of the warm-up should already use lr / warmup_steps"
+assert abs(wsd_lr(9, **_kw) - 6e-4) < 1e-12, "the last warm-up step (W - 1) should reach lr"
+assert abs(wsd_lr(50, **_kw) - 6e-4) < 1e-12, "between the warm-up and the decay the rate stays at lr"
+assert abs(wsd_lr(90, **_kw) - 3.3e-4) < 1e-12, "halfway through the decay the rate is (lr + min_lr) / 2"
+assert abs(wsd_lr(100, **_kw) - 6e-5) < 1e-12 and abs(wsd_lr(500, **_kw) - 6e-5) < 1e-12, "end at min_lr and stay there"
 ### BEGIN HIDDEN TESTS
-for _s in range(0, 120, 7):
-    assert abs(my_lr(_s, **_kw) - lr_schedule(_s, **_kw)) < 1e-12, f"step {_s}"
+from lmbook import grading
+
+with grading.without("lr_schedule", "lmbook.trainer.lr_schedule"):
+    _kw2 = dict(lr=1e-3, min_lr=0.0, warmup_steps=5, decay_steps=40, max_steps=200)
+    for _s in range(0, 230, 3):
+        _expected = (1e-3 * (_s + 1) / 5 if _s < 5 else 1e-3 if _s < 160 else 0.0 if _s >= 200
+                     else 1e-3 * (200 - _s) / 40)
+        assert abs(wsd_lr(_s, **_kw2) - _expected) < 1e-12, f"step {_s}: expected {_expected:.3e}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise 2 (autograded).** Write `to_bfloat16(x)`: round a float32 tensor to the nearest bfloat16
-# value (ties to even), returned as float32, with integer operations on the bits only (no `.bfloat16()`).
-# Hint: a bfloat16 number is the top 16 bits of a float32.
+# **Exercise 2 (autograded).** Rounding to the nearest has a bias when updates are small: $1 + 2^{-9}$
+# rounds to 1 in bfloat16, every time, so an update of $2^{-9}$ to a weight of 1 is lost every time
+# (section 7.2). *Stochastic rounding* removes the bias: it rounds to the neighbour further from zero
+# with a probability equal to the distance from the neighbour nearer to zero, as a fraction of the
+# gap between the two, so that the expected result is the input itself. Write
+# `stochastic_bfloat16(x, generator)`: for a float32 tensor of finite values, return float32 values
+# that are bfloat16 numbers, each the lower or the upper bfloat16 neighbour of its input (the input
+# itself when it is a bfloat16 number), drawn with those probabilities from
+# `torch.rand(x.shape, generator=generator)`, with integer operations on the bits (a bfloat16
+# number is the top 16 bits of a float32; no `.bfloat16()`).
 
 # %%
-def to_bfloat16(x: torch.Tensor) -> torch.Tensor:
+def stochastic_bfloat16(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     ### BEGIN SOLUTION
     i = x.view(torch.int32)
-    i = (i + 0x7FFF + ((i >> 16) & 1)) & ~0xFFFF
+    dropped = (i & 0xFFFF).float()               # the bits bfloat16 drops: the distance to the value cut toward zero
+    away = torch.rand(x.shape, generator=generator) * 65536 < dropped  # probability dropped / 2^16
+    i = (i & ~0xFFFF) + away.to(torch.int32) * 0x10000  # cut toward zero, or one bfloat16 step away from zero
     return i.view(torch.float32)
     ### END SOLUTION
 
 # %%
-# Autograded test: ex2_bfloat16 (2 points)
-_x = torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 100
-assert torch.equal(to_bfloat16(_x), _x.bfloat16().float()), "compare with x.bfloat16().float()"
-_ties = torch.tensor([1 + 2.0 ** -8, 1 + 3 * 2.0 ** -8])  # exactly halfway between two bfloat16 numbers
-assert to_bfloat16(_ties).tolist() == [1.0, 1 + 2 * 2.0 ** -7], "ties go to the even neighbour"
+# Autograded test: ex2_stochastic (2 points)
+_g = torch.Generator().manual_seed(0)
+_x = torch.full((200_000,), 1 + 2.0 ** -9)
+_y = stochastic_bfloat16(_x, _g)
+assert set(_y.unique().tolist()) == {1.0, 1 + 2.0 ** -7}, "each value goes to one of its two bfloat16 neighbours"
+assert abs(_y.mean().item() - (1 + 2.0 ** -9)) < 4e-5, \
+    "1 + 2^-9 lies a quarter of the way from 1 to 1 + 2^-7: round up with probability 1/4, so the mean is the input"
+_exact = torch.tensor([1.0, -2.5, 0.0, 3 * 2.0 ** -20])
+assert torch.equal(stochastic_bfloat16(_exact, _g), _exact), "bfloat16 numbers stay as they are"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_v = torch.randn(1000, generator=torch.Generator().manual_seed(1)) * 100
+_cut = (_v.abs().view(torch.int32) & ~0xFFFF).view(torch.float32)   # |v| cut toward zero to a bfloat16
+_gap = (_cut.view(torch.int32) + 0x10000).view(torch.float32) - _cut  # one bfloat16 step there
+with grading.without("round_mantissa"):
+    _draws = torch.stack([stochastic_bfloat16(_v, _g) for _ in range(400)])  # (400, 1000)
+    assert torch.equal(_draws, _draws.bfloat16().float()), "every result must be a bfloat16 number"
+    assert ((_draws - _v).abs() <= _gap).all(), "each result must be one of the input's two neighbours"
+    assert ((_draws.mean(0) - _v).abs() / _gap).mean() < 0.05, "the mean of many roundings should be the input"
+    _neg = stochastic_bfloat16(torch.full((200_000,), -(1 + 2.0 ** -9)), _g)
+    assert abs(_neg.mean().item() + (1 + 2.0 ** -9)) < 4e-5, "negative values: the same rule, mirrored"
+### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise 3 (autograded).** Write `mfu(tokens_per_second, config, peak_tflops)` from section 7.1
-# (use `flops_per_token`). Then: an A100 trains GPT-2 small at 150,000 tokens/s; nanoGPT's A100
-# constant would report what MFU for the same speed on an H100, and what is the true one?
+# **Exercise 3 (autograded).** Write `mfu(tokens_per_second, config, peak_tflops)` from the formula of
+# section 7.1, counting the FLOPs per token yourself, $6N + 12LTd$ with $N = 12Ld^2 + Vd$ (the hidden
+# tests take `flops_per_token` and `param_count` away). Then: an A100 trains GPT-2 small at 150,000
+# tokens/s; nanoGPT's A100 constant would report what MFU for the same speed on an H100, and what is
+# the true one?
 
 # %%
 def mfu(tokens_per_second: float, config: GPTConfig, peak_tflops: float) -> float:
     ### BEGIN SOLUTION
-    return tokens_per_second * flops_per_token(config) / (peak_tflops * 1e12)
+    L, d, V, T = config.n_layer, config.n_embd, config.vocab_size, config.block_size
+    flops = 6 * (12 * L * d * d + V * d) + 12 * L * T * d  # the blocks and the tied head, plus attention
+    return tokens_per_second * flops / (peak_tflops * 1e12)
     ### END SOLUTION
 
 
@@ -881,6 +935,15 @@ print(f"A100 constant: {mfu(150_000, gpt2_small, 312):.1%}; true H100 MFU: {mfu(
 # Autograded test: ex3_mfu (2 points)
 assert abs(mfu(1e5, gpt2_small, 312) - 1e5 * flops_per_token(gpt2_small) / 312e12) < 1e-12, \
     "MFU = tokens/s x FLOPs per token / (peak TFLOP/s x 1e12)"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_c = GPTConfig(vocab_size=500, block_size=64, n_layer=3, n_head=2, n_embd=96)
+_expected = 2e4 * flops_per_token(_c) / 50e12
+with grading.without("flops_per_token", "lmbook.gpt.flops_per_token", "param_count", "lmbook.gpt.param_count"):
+    assert abs(mfu(2e4, _c, 50.0) - _expected) < 1e-12, \
+        "count 6N + 12LTd yourself, with N = 12Ld^2 + Vd (the embedding look-ups, biases and LayerNorms do not count)"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** Gradient accumulation with padding: when the micro-batches have different numbers of
