@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from lmbook.data import sha256_of
 
 FORMAT = "lmbook-checkpoint-1"
+CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")
 
 
 class CheckpointError(ValueError):
@@ -71,23 +72,15 @@ def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype |
                  metadata: dict[str, str] | None = None) -> Path:
     """Save the weights to one safetensors file, atomically (optionally cast, e.g. to bfloat16)."""
     tensors, aliases = weights_to_save(model, dtype)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"aliases": json.dumps(aliases)} | (metadata or {}))
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    header = {"aliases": json.dumps(aliases)} | (metadata or {})
+    return write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a file written by `save_weights` into `model` (cast to the model's dtypes); every
-    parameter and buffer must be present, under its own name or as an alias."""
+    parameter and buffer must be present, under its own name or as an alias, with its shape."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     tensors, metadata = _read_safetensors(Path(path))
     aliases = json.loads(metadata.get("aliases", "{}"))
     expected = model.state_dict()
@@ -97,6 +90,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]} "
                               f"(was it saved from a model with another configuration?)")
     state = {n: tensors[n] if n in tensors else tensors[aliases[n]] for n in expected}
+    wrong = [f"{n} {tuple(t.shape)} in the file, {tuple(expected[n].shape)} in the model"
+             for n, t in state.items() if t.shape != expected[n].shape]
+    if wrong:
+        raise CheckpointError(f"{path} does not fit this model: {'; '.join(wrong[:3])} (was it saved from a model "
+                              f"with another configuration?)")
     state = {n: t.to(expected[n].dtype) for n, t in state.items()}
     model.load_state_dict(state)
     return model
@@ -173,23 +171,22 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: nn.Module, sta
     state_tensors: tensors of the training state (optimizer moments, RNG and sampler states);
     state: JSON-serialisable rest (step, config, metrics). The newest `keep` checkpoints are kept.
     """
-    if keep < 1:
-        raise ValueError(f"keep must be >= 1 (the newest checkpoint is always kept), got {keep}")
+    _check_save_args(step, keep)
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root)  # .part and .old folders of a write that crashed
     name = f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".part"))
+    os.chmod(tmp, _mode(directory=True))  # mkdtemp makes it private (0700)
     try:
         save_weights(model, tmp / "model.safetensors")
         header = {"format": FORMAT, "state": json.dumps(state | {"step": step})}
-        save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()}, tmp / "state.safetensors",
-                  metadata=header)
-        _fsync(tmp / "state.safetensors")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_tensors.items()}
+        write_atomically(tmp / "state.safetensors", lambda f: save_file(tensors, f, metadata=header))
         manifest = {"format": FORMAT, "step": step,
                     "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)}
-                              for f in ("model.safetensors", "state.safetensors")}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        _fsync(tmp / "manifest.json")
+                              for f in CHECKPOINT_FILES}}
+        write_atomically(tmp / "manifest.json", json.dumps(manifest, indent=1))
         final = root / name
         if final.exists():  # the same step written again (a resumed run): move the old one aside first
             old = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".old"))
@@ -198,7 +195,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: nn.Module, sta
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
-        _write_atomically(root / "latest", name)
+        write_atomically(root / "latest", name)
         _fsync(root)
     finally:
         if tmp.exists():
@@ -226,24 +223,22 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return pointer.parent / pointer.read_text(encoding="utf-8").strip()
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, Tensor], dict]:
-    """Verify a checkpoint folder (or a run folder: its latest checkpoint), load the weights into
-    `model` and return (state_tensors, state). A file that is missing, truncated or altered is a
-    CheckpointError naming it; nothing is deleted, so older checkpoints stay available."""
+def verify_checkpoint(path: str | os.PathLike) -> dict:
+    """Check a checkpoint folder against its manifest (every file present, of the size and sha256
+    it was written with) and return the manifest; a CheckpointError names what is wrong."""
     path = Path(path)
-    if not (path / "manifest.json").is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(f"{path} is neither a checkpoint folder (no manifest.json) nor a run folder "
-                                  f"with checkpoints/latest")
-        path = latest
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path / 'manifest.json'} cannot be read ({e}){_others(path)}") from None
-    if manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
-    for name, expected in manifest["files"].items():
+    manifest = read_json(path / "manifest.json", f"; the checkpoint was not loaded{_others(path)}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CheckpointError(f"{path} has format {found!r}, expected {FORMAT!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(CHECKPOINT_FILES) or not all(
+            isinstance(f, dict) and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+            for f in files.values()):
+        raise CheckpointError(f"{path / 'manifest.json'} must list the size and sha256 of {list(CHECKPOINT_FILES)}, "
+                              f"got {files!r:.200}: the manifest is corrupt and the checkpoint was not "
+                              f"loaded{_others(path)}")
+    for name, expected in files.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file} is missing; the checkpoint is incomplete and was not loaded{_others(path)}")
@@ -254,12 +249,117 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str
         if sha256_of(file) != expected["sha256"]:
             raise CheckpointError(f"{file} does not match the sha256 it was written with (corrupted); "
                                   f"the checkpoint was not loaded{_others(path)}")
+    return manifest
+
+
+def newest_verified_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The run's newest checkpoint that passes `verify_checkpoint`, or None."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(path)
+        except CheckpointError:
+            continue
+        return path
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, Tensor], dict]:
+    """Verify a checkpoint folder (or a run folder: its latest checkpoint), load the weights into
+    `model` and return (state_tensors, state). A file that is missing, truncated or altered is a
+    CheckpointError naming it; nothing is deleted, so older checkpoints stay available."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            found = list_checkpoints(path)
+            raise CheckpointError(f"{path} is neither a checkpoint folder (no manifest.json) nor a run folder "
+                                  f"with checkpoints/latest" + (f"; its checkpoints: {', '.join(p.name for p in found)} "
+                                                                f"(pass one of them)" if found else ""))
+        path = latest
+    verify_checkpoint(path)
     load_weights(model, path / "model.safetensors")
     tensors, header = _read_safetensors(path / "state.safetensors")
-    return tensors, json.loads(header["state"])
+    try:
+        return tensors, json.loads(header["state"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path / 'state.safetensors'} holds no readable training state") from None
+
+
+def verify_weights(path: str | os.PathLike, recorded: str | None, fix: str) -> None:
+    """Check an exported weights file against the sha256 recorded when it was written; a file
+    without a recorded hash, or whose bytes differ, is refused (a CheckpointError that ends in `fix`)."""
+    path = Path(path)
+    if not isinstance(recorded, str) or not recorded:
+        raise CheckpointError(f"no sha256 is recorded for {path} (it was written before lmbook recorded one), so "
+                              f"it cannot be verified and was not loaded; {fix}")
+    found = sha256_of(path)
+    if found != recorded:
+        raise CheckpointError(f"{path} does not match the sha256 recorded when it was written (expected "
+                              f"{recorded[:16]}…, found {found[:16]}…): it is corrupted or was replaced, and was "
+                              f"not loaded")
 
 
 # ---- file helpers --------------------------------------------------------------------------------
+
+def write_atomically(path: str | os.PathLike, content) -> Path:
+    """Write `path` so that it holds either its old content or the complete new one, never a part:
+    `content` (a str, bytes, or a function that writes the file whose path it is given) goes into a
+    temporary ``.<name>…part`` file next to it, which is flushed to disk and renamed over `path`
+    (atomic on POSIX file systems). The file gets the usual permissions (0666 less the umask)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        _fsync(tmp)
+        os.chmod(tmp, _mode())  # mkstemp makes it private (0600)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_json(path: str | os.PathLike, context: str = ""):
+    """The JSON value in `path`; a missing, unreadable or malformed file is a CheckpointError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path} cannot be read as JSON ({type(e).__name__}: {e}){context}") from None
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted writes left in `folder` (temporary ``.part`` files and folders, and
+    ``.old`` folders of a replaced checkpoint); returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith((".part", ".old")) or p.name.endswith(".part"):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _mode(directory: bool = False) -> int:
+    """Permissions a newly created file (0666) or folder (0777) gets under the current umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def _check_save_args(step, keep) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be an int >= 1 (the newest checkpoint is always kept), got {keep!r}")
+
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     try:
@@ -281,12 +381,3 @@ def _fsync(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from lmbook.checkpoint import read_json, write_atomically
 
 MAX_VOCAB = 2**16  # ids must fit in uint16
 
@@ -45,6 +46,9 @@ def char_vocab(text: str) -> list[str]:
 
 def encode_chars(text: str, chars: Sequence[str]) -> np.ndarray:
     """The id of every character of `text` in the vocabulary `chars`, as a uint16 array."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    _check_vocab(chars)
     stoi = {c: i for i, c in enumerate(chars)}
     unknown = sorted(set(text) - stoi.keys())
     if unknown:
@@ -54,8 +58,9 @@ def encode_chars(text: str, chars: Sequence[str]) -> np.ndarray:
 
 
 def decode_chars(ids, chars: Sequence[str]) -> str:
-    """The text of a sequence of ids (a list, array or tensor)."""
-    return "".join(chars[int(i)] for i in ids)
+    """The text of a sequence of ids (a list, array or tensor) in 0..len(chars)-1."""
+    _check_vocab(chars)
+    return "".join(chars[i] for i in _checked_ids(ids, len(chars), "ids").tolist())
 
 
 def write_tokens(ids, path: str | os.PathLike) -> Path:
@@ -66,17 +71,7 @@ def write_tokens(ids, path: str | os.PathLike) -> Path:
         raise ValueError(f"ids must be a non-empty 1-D integer sequence, got dtype {ids.dtype}, shape {ids.shape}")
     if ids.min() < 0 or ids.max() >= MAX_VOCAB:
         raise ValueError(f"token ids must lie in [0, {MAX_VOCAB}) to fit in uint16, got min {ids.min()}, max {ids.max()}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(ids.astype(np.uint16).tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_atomically(path, ids.astype(np.uint16).tobytes())
 
 
 def read_tokens(path: str | os.PathLike) -> np.memmap:
@@ -95,9 +90,12 @@ def prepare_chars(text: str, out_dir: str | os.PathLike, train_fraction: float =
     """Encode `text` character by character into out_dir/train.bin and out_dir/val.bin (the first
     `train_fraction` of the characters, then the rest: nanoGPT's split) and write out_dir/meta.json
     with the vocabulary. Returns the meta dict."""
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
+    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction!r}")
     chars = char_vocab(text)
+    if len(chars) > MAX_VOCAB:
+        raise ValueError(f"text holds {len(chars):,} distinct characters, more than the {MAX_VOCAB:,} ids a uint16 "
+                         f"token file can hold; use a subword tokenizer (lmbook.bpe) for such text")
     n = int(train_fraction * len(text))
     if n < 2 or len(text) - n < 2:
         raise ValueError(f"text of {len(text)} characters is too short to split {train_fraction}/{1 - train_fraction:.2g}")
@@ -106,7 +104,7 @@ def prepare_chars(text: str, out_dir: str | os.PathLike, train_fraction: float =
     write_tokens(encode_chars(text[n:], chars), out_dir / "val.bin")
     meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
             "train_tokens": n, "val_tokens": len(text) - n}
-    (out_dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomically(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
     return meta
 
 
@@ -115,7 +113,12 @@ def read_meta(data_dir: str | os.PathLike) -> dict:
     file = Path(data_dir) / "meta.json"
     if not file.is_file():
         raise FileNotFoundError(f"no meta.json in {data_dir}; prepare the data with lmbook.tokens.prepare_chars")
-    return json.loads(file.read_text(encoding="utf-8"))
+    meta = read_json(file)
+    vocab_size = meta.get("vocab_size") if isinstance(meta, dict) else None
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 1 <= vocab_size <= MAX_VOCAB:
+        raise ValueError(f"{file} must be a JSON object whose vocab_size is an int in 1..{MAX_VOCAB}, got "
+                         f"{vocab_size!r}: prepare the data again with lmbook.tokens.prepare_chars")
+    return meta
 
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
@@ -126,7 +129,15 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
 
 
 def windows(tokens: np.ndarray, offsets: np.ndarray | Tensor, block_size: int) -> tuple[Tensor, Tensor]:
-    """x[i] = tokens[o_i : o_i + block_size], y[i] = tokens[o_i + 1 : o_i + block_size + 1]; both (B, block_size) int64."""
+    """x[i] = tokens[o_i : o_i + block_size], y[i] = tokens[o_i + 1 : o_i + block_size + 1]; both (B, block_size) int64.
+    Every offset must leave room for a whole window: 0 <= o_i <= len(tokens) - block_size - 1."""
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    if np.ndim(tokens) != 1:
+        raise ValueError(f"tokens must be a 1-D array of token ids, got shape {np.shape(tokens)}")
+    offsets = _checked_ids(offsets, len(tokens) - block_size, "offsets")
+    if len(offsets) == 0:
+        raise ValueError("offsets is empty: pass at least one window start")
     rows = np.stack([np.asarray(tokens[o : o + block_size + 1], dtype=np.int64) for o in np.asarray(offsets)])  # (B, T+1)
     rows = torch.from_numpy(rows)
     return rows[:, :-1], rows[:, 1:]
@@ -173,3 +184,30 @@ class BatchSampler:
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def _check_vocab(chars) -> None:
+    if isinstance(chars, str) or not isinstance(chars, Sequence) or not chars:
+        raise TypeError(f"chars must be a non-empty list of characters (the vocabulary), got {type(chars).__name__}")
+    if len(chars) > MAX_VOCAB:
+        raise ValueError(f"a vocabulary of {len(chars):,} characters does not fit in uint16 token ids "
+                         f"(at most {MAX_VOCAB:,})")
+
+
+def _checked_ids(ids, high: int, name: str) -> np.ndarray:
+    """`ids` (a list, array or tensor) as a 1-D int64 array of values in 0..high-1, or a clear error."""
+    if isinstance(ids, Tensor):
+        ids = ids.detach().cpu().numpy()
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be integers, got the {type(ids).__name__} {ids!r:.40}")
+    array = np.asarray(ids)
+    if array.size and not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
+        raise TypeError(f"{name} must be integers, got dtype {array.dtype}; convert with .astype(int) only if "
+                        f"the values are whole numbers")
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.size and (array.min() < 0 or array.max() >= high):
+        bad = array.min() if array.min() < 0 else array.max()
+        raise ValueError(f"{name} holds {bad}, outside 0..{high - 1}" + (" (negative values would index from the end)"
+                                                                       if bad < 0 else ""))
+    return array.astype(np.int64)

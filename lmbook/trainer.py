@@ -13,8 +13,11 @@ practitioner adds before trusting a run that costs GPU hours:
   asynchronously.
 - Evaluation on held-out text every `eval_every` steps; a metrics.json per run (every step's loss,
   each evaluation, tokens/second and MFU), a tqdm bar, optional TensorBoard.
-- Checkpoints through `lmbook.checkpoint` (safetensors, no pickle, atomic); `resume` continues a
-  run exactly (on a CPU bit for bit).
+- Checkpoints through `lmbook.checkpoint` (safetensors, no pickle, atomic) every `checkpoint_every`
+  steps, the newest `keep_checkpoints` kept; `resume` continues a run exactly (on a CPU bit for
+  bit), and refuses settings or token data that differ from the checkpoint's in a way that would
+  change the run, unless `resume_allow_changes` (every change is recorded in metrics.json). Ctrl-C
+  (SIGINT) or SIGTERM saves a checkpoint of the current step and stops, saying how to resume.
 - A NaN/inf loss stops the run naming the step; running out of GPU memory says what to lower.
 - The same entry point runs under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on
   CPUs); each process takes its slice of the same global batch.
@@ -34,11 +37,14 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import json
 import math
 import os
+import shlex
+import signal
 import sys
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,13 @@ from lmbook.data import sha256_of
 from lmbook.train import decay_split  # chapter 2's weight-decay rule, the one every loop of the book uses
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Settings that change the course of a run: resuming with another value would not continue the same
+# run (other batches, another schedule, another model), so it needs resume_allow_changes. The others
+# change what is logged or where and how the arithmetic runs (device, compile, tf32, fused_adamw:
+# the last bits of the numbers, not the run).
+RUN_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "attention", "batch_size",
+                "grad_accum", "max_steps", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2",
+                "grad_clip", "dtype", "seed")
 
 
 @dataclass
@@ -88,9 +101,10 @@ class TrainConfig:
     eval_every: int = 250
     eval_windows: int = 4096               # at most this many block_size windows per split, spread evenly
     log_every: int = 10
-    checkpoint_every: int = 0              # 0: only at the end
-    keep_checkpoints: int = 2
+    checkpoint_every: int = 250            # 0: only at the end (and on Ctrl-C/SIGTERM)
+    keep_checkpoints: int = 2              # the newest ones; one more than 1 survives a corrupted newest
     resume: str = ""                       # "": a new run; "latest": the run's latest checkpoint; or a checkpoint folder
+    resume_allow_changes: bool = False     # resume even if settings or data that change the run's course differ
     export_dtype: str = "bfloat16"         # dtype of the final out_dir/model.safetensors
     progress: bool = True
     tensorboard: bool = False
@@ -140,8 +154,10 @@ class TrainConfig:
             raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if self.warmup_steps > self.max_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must not exceed max_steps={self.max_steps}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"weight_decay and grad_clip must be >= 0, got {self.weight_decay} and {self.grad_clip}")
+        for name in ("weight_decay", "grad_clip"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0 (grad_clip 0 turns clipping off), "
+                                 f"got {getattr(self, name)}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {self.beta1} and {self.beta2}")
         if self.attention not in ("sdpa", "lmbook"):
@@ -152,8 +168,8 @@ class TrainConfig:
             raise ValueError(f"export_dtype must be one of {list(DTYPES)}, got {self.export_dtype!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.peak_tflops is not None and not self.peak_tflops > 0:
-            raise ValueError(f"peak_tflops must be > 0 or null (look it up), got {self.peak_tflops}")
+        if self.peak_tflops is not None and not 0 < self.peak_tflops < math.inf:
+            raise ValueError(f"peak_tflops must be a finite number > 0 or null (look it up), got {self.peak_tflops}")
         if not self.out_dir:
             raise ValueError("out_dir must name a folder for the run's metrics and checkpoints")
 
@@ -271,13 +287,15 @@ class Metrics:
     info: dict[str, Any] = field(default_factory=dict)         # device, dtype, sizes, peak memory, …
 
 
-def _check_token_ids(train_tokens, val_tokens, vocab_size: int) -> None:
-    """Every id in the token files is < vocab_size, or a clear error (a stale data folder, say)."""
-    for name, toks in (("train", train_tokens), ("val", val_tokens)):
-        high = int(np.max(toks)) if len(toks) else -1
-        if high >= vocab_size:
-            raise ValueError(f"the {name} tokens hold id {high}, but the model's vocabulary has {vocab_size} "
-                             f"ids (0..{vocab_size - 1}); re-encode the data or set vocab_size accordingly")
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the run; a checkpoint of the step it reached was saved first
+    (`path`, None when it stopped before the first step)."""
+
+    def __init__(self, signum: int, step: int, path: Path | None):
+        self.signum, self.step, self.path = signum, step, path
+        saved = (f"checkpoint saved in {path}; resume with resume='latest'" if path is not None
+                 else "no checkpoint (it had not trained a step yet); start it again")
+        super().__init__(f"{signal.Signals(signum).name} stopped the run at step {step}: {saved}")
 
 
 class Trainer:
@@ -304,10 +322,15 @@ class Trainer:
         if not c.resume and self.is_main and checkpoint.list_checkpoints(self.out_dir):
             raise ValueError(f"{self.out_dir} already holds checkpoints: continue that run with resume='latest', "
                              f"or give this one another out_dir")
+        if self.is_main:  # what writes that crashed left behind
+            checkpoint.remove_leftovers(self.out_dir)
+            checkpoint.remove_leftovers(self.out_dir / "checkpoints")
 
         if data is None:
             data, self.meta = _load_data(c, self.is_main, self.world_size)
+            _check_data(data, c.block_size, where=f"the token files in {c.data_dir}")
         else:
+            _check_data(data, c.block_size, where="data")
             self.meta = {"vocab_size": int(max(np.max(data[0]), np.max(data[1]))) + 1}
         self.train_tokens, self.val_tokens = data
         torch.manual_seed(c.seed)  # the same initial weights on every process
@@ -332,8 +355,13 @@ class Trainer:
         self.sampler = tokens.BatchSampler(self.train_tokens, c.block_size, c.batch_size, grad_accum=c.grad_accum,
                                            rank=self.rank, world_size=self.world_size, seed=c.seed, device=self.device)
         self.step, self.metrics = 0, Metrics()
+        self._signal: int | None = None    # a SIGINT/SIGTERM received during fit()
+        self._stop_agreed = False          # distributed: every process saw the stop request
+        self._saved_step: int | None = None
+        self._fingerprints: dict | None = None
+        self._resume_note: str | None = None
         if c.resume:
-            self._resume(self.out_dir if c.resume == "latest" else Path(c.resume))
+            self._resume(self._resume_path())
         torch.manual_seed(c.seed + 1 + self.rank + 1000 * self.step)  # dropout: its own stream per process
         if c.resume:
             self._restore_rng()
@@ -451,35 +479,39 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------------------
 
     def fit(self) -> Metrics:
-        """Train from the current step to max_steps; evaluate, log and checkpoint on the way."""
+        """Train from the current step to max_steps; evaluate, log and checkpoint on the way. Ctrl-C
+        (SIGINT) or SIGTERM saves a checkpoint of the current step, then raises TrainingInterrupted."""
         from tqdm.auto import tqdm
 
         c = self.config
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not (c.progress and self.is_main), dynamic_ncols=True)
         self.raw_model.train()
         try:
-            if self.step == 0:
-                self._evaluate_and_log(bar)
-            timer = time.perf_counter()
-            first = True
-            while self.step < c.max_steps:
-                self.train_step(self.sampler.next_step())
-                if first:  # the first step includes compilation: wait for it and record how long it took
-                    first = False
-                    self._pending[-1][2].item()
-                    self.metrics.info["first_step_seconds"] = time.perf_counter() - timer
-                bar.update()
-                step = self.step  # steps done
-                boundary = step == c.max_steps or step % c.eval_every == 0 or (
-                    c.checkpoint_every and step % c.checkpoint_every == 0)
-                if step % c.log_every == 0 or boundary:
-                    timer = self._flush(timer, bar)
-                if boundary:
-                    if step % c.eval_every == 0 or step == c.max_steps:
-                        self._evaluate_and_log(bar)
-                    if (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.max_steps:
-                        self.save()
-                    timer = time.perf_counter()
+            with self._signals_stop_the_run():
+                if self.step == 0:
+                    self._evaluate_and_log(bar)
+                timer = time.perf_counter()
+                first = True
+                while self.step < c.max_steps:
+                    self.train_step(self.sampler.next_step())
+                    if first:  # the first step includes compilation: wait for it and record how long it took
+                        first = False
+                        self._pending[-1][2].item()
+                        self.metrics.info["first_step_seconds"] = time.perf_counter() - timer
+                    bar.update()
+                    step = self.step  # steps done
+                    boundary = step == c.max_steps or step % c.eval_every == 0 or (
+                        c.checkpoint_every and step % c.checkpoint_every == 0)
+                    if step % c.log_every == 0 or boundary:
+                        timer = self._flush(timer, bar)
+                    if boundary:
+                        if step % c.eval_every == 0 or step == c.max_steps:
+                            self._evaluate_and_log(bar)
+                        if (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.max_steps:
+                            self.save()
+                        timer = time.perf_counter()
+                    if self._stop_requested() and step < c.max_steps:
+                        self._stop(timer, bar)
         except torch.OutOfMemoryError as e:
             if self.device.type != "cuda":
                 raise
@@ -494,14 +526,54 @@ class Trainer:
                 self.export()
         return self.metrics
 
+    @contextlib.contextmanager
+    def _signals_stop_the_run(self):
+        """While training, SIGINT and SIGTERM only ask the loop to stop after the current step (it
+        then saves a checkpoint); a second one stops at once. Only the main thread can do this."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask_to_stop(signum, frame):
+            if self._signal is not None:
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without saving")
+            self._signal = signum
+
+        previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_requested(self) -> bool:
+        """One process: a signal came. Distributed: every process learnt of it at the last flush (the
+        request rides on the all-reduce of the losses), so that all stop at the same step."""
+        return self._signal is not None if self.world_size == 1 else self._stop_agreed
+
+    def _stop(self, timer: float, bar) -> None:
+        if self._pending:
+            self._flush(timer, bar)
+        path = None
+        if self.step > 0:
+            path = self.save() if self._saved_step != self.step else self.out_dir / "checkpoints" / f"step-{self.step:06d}"
+        if self.is_main:
+            self._write_metrics()
+        if self.world_size > 1:
+            dist.barrier()  # the other processes wait for the checkpoint (torchrun stops all when one exits)
+        raise TrainingInterrupted(self._signal or signal.SIGTERM, self.step, path)
+
     def _flush(self, timer: float, bar) -> float:
         """Read the pending losses from the device (one synchronisation), stop on a NaN/inf naming
         its step, record tokens/second and MFU of the interval; returns the new timer start."""
         steps, lrs, losses = zip(*self._pending)
         values = torch.stack(losses)
-        if self.world_size > 1:
+        if self.world_size > 1:  # the mean over processes, and whether any was asked to stop
+            stop = torch.tensor([float(self._signal is not None)], device=values.device)
+            values = torch.cat([values, stop])
             dist.all_reduce(values)
-            values /= self.world_size
+            self._stop_agreed = values[-1].item() > 0
+            values = values[:-1] / self.world_size
         values = values.tolist()  # waits for the GPU
         now = time.perf_counter()
         self._pending.clear()
@@ -565,18 +637,82 @@ class Trainer:
         rng_tensors, rng_state = checkpoint.rng_to_save()
         sampler = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
         state = {"config": self.config.to_dict(), "optimizer": opt_state, "rng": rng_state,
-                 "scaler": self.scaler.state_dict(), "metrics": dataclasses.asdict(self.metrics)}
-        return checkpoint.save_checkpoint(self.out_dir, self.step, self.raw_model, opt_tensors | rng_tensors | sampler,
+                 "scaler": self.scaler.state_dict(), "metrics": dataclasses.asdict(self.metrics),
+                 "world_size": self.world_size, "data": self._data_fingerprints()}
+        path = checkpoint.save_checkpoint(self.out_dir, self.step, self.raw_model, opt_tensors | rng_tensors | sampler,
                                           state, keep=self.config.keep_checkpoints)
+        self._saved_step = self.step
+        return path
+
+    def _resume_path(self) -> Path:
+        """The checkpoint to resume from: `resume` itself, or for 'latest' the one checkpoints/latest
+        names; when that pointer is missing (a run stopped between writing a checkpoint and updating
+        it), the newest checkpoint that verifies, saying so."""
+        c = self.config
+        if c.resume != "latest":
+            return Path(c.resume)
+        latest = checkpoint.latest_checkpoint(self.out_dir)
+        if latest is not None and latest.is_dir():
+            return latest
+        newest = checkpoint.newest_verified_checkpoint(self.out_dir)
+        found = checkpoint.list_checkpoints(self.out_dir)
+        if newest is None:
+            raise checkpoint.CheckpointError(
+                f"resume='latest', but {self.out_dir} holds no complete checkpoint to resume from"
+                + (f" (none of {', '.join(p.name for p in found)} passes verification)" if found else "")
+                + "; start the run without resume, or give resume a checkpoint folder")
+        pointer = self.out_dir / "checkpoints" / "latest"
+        why = "is missing" if latest is None else f"names {latest.name}, which does not exist"
+        self._resume_note = (f"{pointer} {why}; resuming from the newest checkpoint that verifies, {newest.name}")
+        if self.is_main:
+            print(self._resume_note, file=sys.stderr)
+        return newest
+
+    def _data_fingerprints(self) -> dict[str, dict]:
+        """Length and sha256 of each split's token ids (computed once), to recognise the data on resume."""
+        if self._fingerprints is None:
+            self._fingerprints = {"train": _fingerprint(self.train_tokens), "val": _fingerprint(self.val_tokens)}
+        return self._fingerprints
+
+    def _check_resume(self, state: dict, path: Path) -> None:
+        """Compare the checkpoint's settings and data with this run's: a change that alters the run's
+        course is refused unless resume_allow_changes; every change is recorded in the metrics."""
+        saved, current = state.get("config", {}), self.config.to_dict()
+        ignored = ("resume", "resume_allow_changes")
+        changed = {k: [saved[k], v] for k, v in current.items() if k in saved and k not in ignored and saved[k] != v}
+        if state.get("world_size", self.world_size) != self.world_size:
+            changed["world_size"] = [state["world_size"], self.world_size]
+        for split, print_ in (state.get("data") or {}).items():
+            if print_ != self._data_fingerprints().get(split):
+                changed[f"{split} data"] = [print_, self._data_fingerprints().get(split)]
+        breaking = [k for k in changed if k in RUN_SETTINGS or k == "world_size" or k.endswith(" data")]
+        if breaking and not self.config.resume_allow_changes:
+            def show(k):
+                old, new = changed[k]
+                if k.endswith(" data"):
+                    return (f"the {k} ({old['tokens']:,} tokens, sha256 {old['sha256'][:12]}… in the checkpoint; "
+                            f"{new['tokens']:,} tokens, sha256 {new['sha256'][:12]}… now)")
+                return f"{k} {old!r} -> {new!r}"
+            raise ValueError(f"cannot resume {path} exactly: {'; '.join(map(show, breaking))}. Resume with the "
+                             f"checkpoint's settings and data, start a new run in another out_dir, or set "
+                             f"resume_allow_changes=true (--resume_allow_changes true) to continue with the "
+                             f"change (it is recorded in metrics.json)")
+        if changed:
+            self.metrics.info.setdefault("resume_changes", []).append(
+                {"step": state["step"], "from": str(path), "changed": changed, "allowed": bool(breaking)})
 
     def _resume(self, path: Path) -> None:
         tensors, state = checkpoint.load_checkpoint(path, self.raw_model)
+        self.metrics = Metrics(**state["metrics"])
+        self._check_resume(state, path)
+        if self._resume_note:
+            self.metrics.info.setdefault("resume_notes", []).append(self._resume_note)
         checkpoint.optimizer_from_saved(self.optimizer, tensors, state["optimizer"])
         self.sampler.load_state_dict({k.removeprefix("sampler."): v for k, v in tensors.items() if k.startswith("sampler.")})
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
-        self.metrics = Metrics(**state["metrics"])
+        self._saved_step = self.step
         self._saved_rng = (tensors, state["rng"])
 
     def _restore_rng(self) -> None:
@@ -600,15 +736,26 @@ class Trainer:
             dist.destroy_process_group()
 
 
-def load_run(out_dir: str | os.PathLike, device: str = "cpu"):
-    """The trained GPT (float32) and its tokenizer meta from a run's exported model.safetensors and config.json."""
+def load_run(out_dir: str | os.PathLike, device: str = "cpu", verify: bool = True):
+    """The trained GPT (float32) and its tokenizer meta from a run's exported model.safetensors and
+    config.json. The weights must match the sha256 recorded in config.json at export; verify=False
+    skips that check (for a run exported before the hash was recorded)."""
     from lmbook import gpt
 
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file() or not (out_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{out_dir} holds no exported run (config.json and model.safetensors); "
                                 f"train one with python -m lmbook.trainer --config ...")
-    info = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    info = checkpoint.read_json(out_dir / "config.json")
+    if not isinstance(info, dict) or not isinstance(info.get("model"), dict) or "tokenizer" not in info:
+        raise checkpoint.CheckpointError(f"{out_dir / 'config.json'} is not the config.json of an exported run "
+                                         f"(it needs 'model' and 'tokenizer')")
+    if verify:
+        checkpoint.verify_weights(
+            out_dir / "model.safetensors", info.get("weights_sha256"),
+            fix=f"export it again from the run's last checkpoint (python -m lmbook.trainer --config <its config> "
+                f"--out_dir {out_dir} --resume latest: a finished run only exports), or, if you trust the file, "
+                f"load_run({str(out_dir)!r}, verify=False)")
     model = gpt.GPT(gpt.GPTConfig.from_dict(info["model"]))
     checkpoint.load_weights(model, out_dir / "model.safetensors")
     return model.to(device).eval(), info["tokenizer"]
@@ -642,6 +789,42 @@ def _load_data(config: TrainConfig, is_main: bool, world_size: int) -> tuple[tup
     return (tokens.read_tokens(data_dir / "train.bin"), tokens.read_tokens(data_dir / "val.bin")), meta
 
 
+def _check_data(data, block_size: int, where: str) -> None:
+    """(train, val) token ids: two 1-D integer arrays of ids >= 0, each long enough for one window of
+    block_size + 1 tokens (evaluation reads at least one), or an error naming what is wrong."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{where} must be a pair (train_tokens, val_tokens), got {type(data).__name__}")
+    for split, toks in zip(("train", "val"), data):
+        arr = np.asarray(toks) if not isinstance(toks, Tensor) else toks.numpy()
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"the {split} tokens of {where} must be a 1-D array of integer token ids, got dtype "
+                            f"{arr.dtype}, shape {arr.shape}")
+        if len(arr) < block_size + 1:
+            raise ValueError(f"the {split} split of {where} holds {len(arr)} tokens, fewer than block_size + 1 = "
+                             f"{block_size + 1} (one window and the token after it): every {split} loss would be "
+                             f"NaN. Lower block_size to at most {max(len(arr) - 1, 1)} or give the {split} split "
+                             f"more text")
+        if np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
+            raise ValueError(f"the {split} tokens of {where} hold the negative id {int(arr.min())}; token ids are >= 0")
+
+
+def _check_token_ids(train_tokens, val_tokens, vocab_size: int) -> None:
+    """Every id in the token files is < vocab_size, or a clear error (a stale data folder, say)."""
+    for name, toks in (("train", train_tokens), ("val", val_tokens)):
+        high = int(np.max(toks)) if len(toks) else -1
+        if high >= vocab_size:
+            raise ValueError(f"the {name} tokens hold id {high}, but the model's vocabulary has {vocab_size} "
+                             f"ids (0..{vocab_size - 1}); re-encode the data or set vocab_size accordingly")
+
+
+def _fingerprint(toks) -> dict:
+    """Length and sha256 of the token ids (as little-endian uint32, whatever the array's dtype)."""
+    h = hashlib.sha256()
+    for i in range(0, len(toks), 1 << 20):
+        h.update(np.asarray(toks[i : i + (1 << 20)]).astype("<u4").tobytes())
+    return {"tokens": int(len(toks)), "sha256": h.hexdigest()}
+
+
 def _tensorboard(out_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -651,11 +834,7 @@ def _tensorboard(out_dir: Path):
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    checkpoint.write_atomically(path, json.dumps(value, ensure_ascii=False, indent=1))
 
 
 # ---- the command line --------------------------------------------------------------------------------
@@ -677,6 +856,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             values = json.loads(file.read_text(encoding="utf-8"))
         except ValueError as e:
             parser.error(f"--config {file} is not valid JSON: {e}")
+        if not isinstance(values, dict):
+            parser.error(f"--config {file} must hold a JSON object of settings, such as {{\"max_steps\": 100}}, "
+                         f"got a JSON {type(values).__name__}")
     args.pop("config", None)
     try:
         return TrainConfig.from_dict(values | args)
@@ -707,17 +889,36 @@ def _flag_parser(name: str, annotation: str):
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     config = parse_args(argv)
     trainer = Trainer(config)
-    trainer.metrics.info["command"] = "python -m lmbook.trainer " + " ".join(sys.argv[1:] if argv is None else argv)
+    trainer.metrics.info["command"] = "python -m lmbook.trainer " + " ".join(argv)
     try:
         metrics = trainer.fit()
+    except TrainingInterrupted as stop:
+        if trainer.is_main:
+            again = resume_command(argv) if stop.path is not None else "python -m lmbook.trainer " + shlex.join(argv)
+            print(f"{stop}\n{'resume' if stop.path is not None else 'start again'} with: {again}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     finally:
         trainer.close()
     if trainer.is_main:
         val = metrics.eval_loss["val"][-1]
         print(f"done: {trainer.step} steps, val loss {val:.4f}, {metrics.train_seconds:.1f} s of training, "
               f"metrics in {Path(config.out_dir) / 'metrics.json'}", file=sys.stderr)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues the run `argv` started: the same flags, with --resume latest."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            args.append(arg)
+    return "python -m lmbook.trainer " + shlex.join([*args, "--resume", "latest"])
 
 
 if __name__ == "__main__":

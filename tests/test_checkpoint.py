@@ -133,3 +133,54 @@ def test_errors(tmp_path):
         load_checkpoint(tmp_path, nn.Linear(2, 2))
     with pytest.raises(ValueError, match="keep"):
         save_checkpoint(tmp_path, 2, Tied(), {}, {}, keep=0)
+
+
+def test_an_empty_or_partial_manifest_is_corrupt_not_a_free_pass(tmp_path):
+    path = save_checkpoint(tmp_path, 1, Tied(), {}, {})
+    (path / "model.safetensors").write_bytes(b"\x00" * 64)  # would be caught by the manifest...
+    manifest = json.loads((path / "manifest.json").read_text())
+    for files in ({}, {"state.safetensors": manifest["files"]["state.safetensors"]}, None):
+        (path / "manifest.json").write_text(json.dumps(manifest | {"files": files}))  # ...were it not emptied
+        with pytest.raises(CheckpointError, match="must list the size and sha256 .* the manifest is corrupt"):
+            load_checkpoint(path, Tied())
+
+
+def test_newest_verified_checkpoint_skips_damaged_ones(tmp_path):
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, Tied(), {}, {}, keep=3)
+    assert checkpoint.newest_verified_checkpoint(tmp_path).name == "step-000003"
+    (tmp_path / "checkpoints" / "step-000003" / "state.safetensors").write_bytes(b"")
+    assert checkpoint.newest_verified_checkpoint(tmp_path).name == "step-000002"
+    assert checkpoint.newest_verified_checkpoint(tmp_path / "elsewhere") is None
+
+
+def test_leftovers_of_interrupted_writes_are_removed_by_the_next_save(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / ".step-000005-x1.part").mkdir(parents=True)
+    (root / ".step-000005-x1.part" / "model.safetensors").write_bytes(b"x" * 10_000)
+    (root / ".step-000003-x2.old" / "step-000003").mkdir(parents=True)
+    (root / "latest.tmp123.part").write_text("step-000003")
+    save_checkpoint(tmp_path, 6, Tied(), {}, {})
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000006"]
+
+
+def test_files_and_folders_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint(tmp_path, 1, Tied(), {}, {})
+        checkpoint.write_atomically(tmp_path / "notes.txt", "hello")
+    finally:
+        os.umask(old)
+    for f in [*path.iterdir(), path.parent / "latest", tmp_path / "notes.txt"]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o640, f  # 0666 less the umask, not mkstemp's 0600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o750  # not mkdtemp's 0700
+
+
+def test_a_weights_file_of_other_shapes_is_refused_by_name(tmp_path):
+    checkpoint.save_weights(nn.Linear(2, 2), tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match=r"w\.safetensors does not fit this model: weight \(2, 2\) in the file, "
+                                              r"\(3, 3\) in the model"):
+        checkpoint.load_weights(nn.Linear(3, 3), tmp_path / "w.safetensors")

@@ -229,3 +229,170 @@ def test_the_shipped_configs_are_valid():
     assert files, "configs/ holds no JSON config"
     for file in files:
         parse_args(["--config", str(file)])
+
+
+# ---- runs that are not lost -----------------------------------------------------------------------
+
+def test_a_validation_split_too_short_for_one_window_is_refused_at_start(tmp_path):
+    tokens_dir = tmp_path / "short"
+    prepare_chars(TEXT[:600], tokens_dir)  # 60 validation characters
+    config = tiny(tmp_path, tokens_dir, block_size=64, n_embd=16)
+    with pytest.raises(ValueError, match=r"the val split of .* holds 60 tokens, fewer than block_size \+ 1 = 65"):
+        Trainer(config)
+    Trainer(tiny(tmp_path, tokens_dir, block_size=32))  # 60 tokens hold a window of 33
+
+
+def test_the_defaults_and_the_shipped_configs_checkpoint_periodically_and_keep_two():
+    from pathlib import Path
+
+    assert TrainConfig().checkpoint_every > 0 and TrainConfig().keep_checkpoints >= 2
+    for file in sorted((Path(__file__).parent.parent / "configs").glob("*.json")):
+        config = parse_args(["--config", str(file)])
+        assert 0 < config.checkpoint_every <= config.max_steps // 2, file.name
+        assert config.keep_checkpoints >= 2, file.name
+
+
+def test_resume_falls_back_to_the_newest_verified_checkpoint_when_latest_is_missing(tmp_path, data_dir, capsys):
+    settings = dict(checkpoint_every=4, keep_checkpoints=3, max_steps=12, dropout=0.1)
+    expected = Trainer(tiny(tmp_path, data_dir, out_dir=str(tmp_path / "straight"), **settings)).fit()
+    crashed = Trainer(tiny(tmp_path, data_dir, **settings | {"max_steps": 12}))
+    crashed.fit()
+    root = tmp_path / "run" / "checkpoints"
+    (root / "latest").unlink()  # as if the run died between renaming step-000012 into place and updating latest
+    newest = root / "step-000012" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # and the newest is damaged too: step-000008 is the one to use
+    with pytest.raises(ValueError, match="already holds checkpoints"):  # a fresh run still refuses the folder
+        Trainer(tiny(tmp_path, data_dir, **settings))
+    resumed = Trainer(tiny(tmp_path, data_dir, resume="latest", **settings))
+    assert resumed.step == 8
+    assert "latest is missing; resuming from the newest checkpoint that verifies, step-000008" in capsys.readouterr().err
+    assert resumed.metrics.info["resume_notes"] == [
+        f"{root / 'latest'} is missing; resuming from the newest checkpoint that verifies, step-000008"]
+    assert resumed.fit().train_loss == expected.train_loss
+
+
+def test_resume_with_no_checkpoint_at_all_says_so(tmp_path, data_dir):
+    with pytest.raises(checkpoint.CheckpointError, match="holds no complete checkpoint to resume from; start the run"):
+        Trainer(tiny(tmp_path, data_dir, resume="latest"))
+
+
+def test_resume_refuses_settings_and_data_that_change_the_run_unless_allowed(tmp_path, data_dir):
+    Trainer(tiny(tmp_path, data_dir, checkpoint_every=6, max_steps=6)).fit()
+    for change, message in [(dict(batch_size=8), "batch_size 4 -> 8"), (dict(lr=1e-2), "lr 0.003 -> 0.01"),
+                            (dict(seed=1), "seed 0 -> 1"), (dict(max_steps=24), "max_steps 6 -> 24"),
+                            (dict(grad_clip=0.5), "grad_clip 1.0 -> 0.5")]:
+        with pytest.raises(ValueError, match=rf"cannot resume .*step-000006 exactly: {message}.*resume_allow_changes"):
+            Trainer(tiny(tmp_path, data_dir, **(dict(checkpoint_every=6, max_steps=6, resume="latest") | change)))
+    other = tmp_path / "other_data"
+    prepare_chars(TEXT.replace("cat", "act"), other)  # the same characters, other text
+    with pytest.raises(ValueError, match=r"the train data \(8,\d+ tokens, sha256 .* in the checkpoint"):
+        Trainer(tiny(tmp_path, other, checkpoint_every=6, max_steps=6, resume="latest"))
+    # allowed: the change goes ahead and is recorded, as is a change that does not alter the run
+    t = Trainer(tiny(tmp_path, data_dir, checkpoint_every=6, max_steps=12, eval_every=4, resume="latest",
+                     resume_allow_changes=True))
+    assert t.metrics.info["resume_changes"] == [{"step": 6, "from": str(tmp_path / "run" / "checkpoints" / "step-000006"),
+                                                 "changed": {"max_steps": [6, 12], "eval_every": [6, 4]},
+                                                 "allowed": True}]
+    t.fit()
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["info"]["resume_changes"][0]["changed"]["max_steps"] == [6, 12]
+    logged = Trainer(tiny(tmp_path, data_dir, checkpoint_every=6, max_steps=12, log_every=2, resume="latest"))
+    assert logged.metrics.info["resume_changes"][-1]["changed"] == {"log_every": [4, 2], "eval_every": [4, 6]}
+
+
+def test_ctrl_c_saves_a_checkpoint_then_stops_and_the_resumed_run_is_exact(tmp_path, data_dir, monkeypatch):
+    import os
+    import signal
+
+    settings = dict(dropout=0.1, checkpoint_every=5, max_steps=12)
+    expected = Trainer(tiny(tmp_path, data_dir, out_dir=str(tmp_path / "straight"), **settings)).fit()
+    real_step = Trainer.train_step
+
+    def interrupted_at_step_7(self, batches):
+        if self.step == 7:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step: the step finishes, then the run stops
+        return real_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_7)
+    stopped = Trainer(tiny(tmp_path, data_dir, **settings))
+    with pytest.raises(trainer.TrainingInterrupted, match=r"SIGTERM stopped the run at step 8: checkpoint saved in "
+                                                            r".*step-000008; resume with resume='latest'"):
+        stopped.fit()
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is only there while fitting
+    assert checkpoint.latest_checkpoint(tmp_path / "run").name == "step-000008"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["step"] == list(range(8))
+    resumed = Trainer(tiny(tmp_path, data_dir, resume="latest", **settings))
+    assert resumed.fit().train_loss == expected.train_loss
+
+
+def test_leftovers_of_crashed_writes_are_removed_and_files_get_normal_permissions(tmp_path, data_dir):
+    import os
+    import stat
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".step-000004-abcd.part").mkdir(parents=True)
+    (run / "checkpoints" / ".step-000004-abcd.part" / "model.safetensors").write_bytes(b"x" * 1000)
+    (run / "checkpoints" / ".step-000002-efgh.old").mkdir()
+    (run / "metrics.json1234.part").write_text("{")
+    (run / ".model.safetensors.5678.part").write_bytes(b"x")
+    old_umask = os.umask(0o022)
+    try:
+        Trainer(tiny(tmp_path, data_dir, checkpoint_every=2, max_steps=4)).fit()
+    finally:
+        os.umask(old_umask)
+    leftovers = [p.name for p in run.rglob("*") if p.name.endswith((".part", ".old"))]
+    assert leftovers == []
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert {"metrics.json", "config.json", "model.safetensors", "latest", "manifest.json"} <= {p.name for p in files}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+    for p in (run / "checkpoints").iterdir():
+        if p.is_dir():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o755, p
+
+
+def test_exported_weights_are_verified_against_their_recorded_hash(tmp_path, data_dir):
+    Trainer(tiny(tmp_path, data_dir, max_steps=4)).fit()
+    weights = tmp_path / "run" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    for i in range(len(data) - 100, len(data)):  # 100 flipped bytes inside the tensors
+        data[i] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="does not match the sha256 recorded when it was written"):
+        trainer.load_run(tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["weights_sha256"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(checkpoint.CheckpointError, match=r"no sha256 is recorded .* --resume latest"):
+        trainer.load_run(tmp_path / "run")
+    trainer.load_run(tmp_path / "run", verify=False)  # the explicit way out, for a file one trusts
+
+
+def test_negative_token_ids_and_float_tokens_are_refused_at_start(tmp_path, data_dir):
+    good = np.arange(200) % 7
+    with pytest.raises(ValueError, match="the val tokens of data hold the negative id -1"):
+        Trainer(tiny(tmp_path, data_dir), data=(good, good - 1))
+    with pytest.raises(TypeError, match="the train tokens of data must be a 1-D array of integer token ids"):
+        Trainer(tiny(tmp_path, data_dir), data=(good / 2, good))
+
+
+@pytest.mark.parametrize("setting", ["grad_clip", "weight_decay"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_grad_clip_and_weight_decay_must_be_finite(tmp_path, setting, value):
+    with pytest.raises(ValueError, match=f"{setting} must be a finite number >= 0"):
+        TrainConfig(**{setting: value}).validate()
+
+
+def test_a_config_file_holding_a_list_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(tmp_path / "list.json")])
+    assert "list.json must hold a JSON object of settings" in capsys.readouterr().err
+
+
+def test_resume_command_keeps_the_flags_and_asks_for_latest():
+    assert trainer.resume_command(["--config", "c.json", "--max_steps", "9"]) == \
+        "python -m lmbook.trainer --config c.json --max_steps 9 --resume latest"
+    assert trainer.resume_command(["--resume", "runs/x/checkpoints/step-000010", "--out_dir", "my run"]) == \
+        "python -m lmbook.trainer --out_dir 'my run' --resume latest"
