@@ -570,6 +570,7 @@ print(f"{oov:,} of {len(val_tokens):,} validation word tokens ({oov / len(val_to
 from collections.abc import Iterable, Sequence
 
 from lmbook.ngram import BOS, EOS
+from lmbook.ngram import _checked_likelihoods  # the input checks em_mixture_weights calls
 
 # %% [markdown]
 # First, padding and counting. `count_ngrams` is the dictionary version, for reading; `NgramLM`
@@ -642,6 +643,7 @@ def em_mixture_weights(likelihoods: np.ndarray, max_iter: int = 200, tol: float 
     >>> em_mixture_weights(np.array([[0.5, 0.5, 0.5], [0.9, 0.9, 0.05]])).round(3)
     array([0.676, 0.324])
     """
+    likelihoods = _checked_likelihoods(likelihoods, max_iter, tol)  # (K, T) float
     weights = np.full(len(likelihoods), 1 / len(likelihoods))
     for _ in range(max_iter):
         mixed = weights[:, None] * likelihoods                        # (K, T)

@@ -109,11 +109,9 @@ print(f"{len(X_pairs):,} training pairs (previous, next);",
 # here too, so the cell before it imports what it needs:
 
 # %%
-import operator
-
 from torch import Tensor
 
-from lmbook.mlp import NORMS, _check_int, _checked_targets, check_contexts  # the input checks it calls
+from lmbook.mlp import _check_model_args, _checked_batch, _checked_context, _checked_targets  # its input checks
 
 # %%
 # From lmbook/mlp.py
@@ -322,16 +320,8 @@ class MLPLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, block_size: int, emb_dim: int = 24, hidden: int = 256,
                  norm: str = "layer", dropout: float = 0.0):
         super().__init__()
-        self.vocab_size = _check_int("vocab_size", vocab_size, minimum=2)
-        self.block_size = _check_int("block_size", block_size, minimum=1)
-        _check_int("emb_dim", emb_dim, minimum=1)
-        _check_int("hidden", hidden, minimum=1)
-        if not isinstance(norm, str) or norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout is the probability of zeroing a hidden unit and must be in [0, 1), "
-                             f"got {dropout!r}")
-        self.norm_name = norm
+        _check_model_args(vocab_size, block_size, emb_dim, hidden, norm, dropout)
+        self.vocab_size, self.block_size, self.norm_name = vocab_size, block_size, norm
         self.embedding = nn.Embedding(vocab_size, emb_dim)                       # C: (V, emb_dim)
         self.hidden_layer = nn.Linear(block_size * emb_dim, hidden, bias=norm == "none")
         self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](hidden)
@@ -351,10 +341,7 @@ class MLPLanguageModel(nn.Module):
 
     def hidden_activations(self, idx: Tensor) -> Tensor:
         """The tanh outputs (B, hidden), before dropout: near ±1 means saturated (no gradient)."""
-        idx = check_contexts(idx, self.vocab_size, self.block_size)
-        if self.training and self.norm_name == "batch" and len(idx) == 1:
-            raise ValueError("norm='batch' in training mode needs at least 2 contexts per batch to estimate "
-                             "a variance, got 1; call model.eval() to use the running statistics instead")
+        idx = _checked_batch(self, idx)                          # (B, block_size) int64
         emb = self.embedding(idx)                                # (B, block_size, emb_dim)
         x = emb.view(len(idx), -1)                               # (B, block_size * emb_dim)
         return torch.tanh(self.norm(self.hidden_layer(x)))       # (B, hidden)
@@ -374,7 +361,7 @@ class MLPLanguageModel(nn.Module):
         >>> len(out), all(0 <= t < 27 for t in out)
         (5, True)
         """
-        window = self._checked_generate_args(context, max_new_tokens, stop_id, temperature)
+        window = _checked_context(self, context, max_new_tokens, stop_id, temperature)  # the last block_size ids
         device = self.output_layer.weight.device
         was_training = self.training
         self.eval()
@@ -393,29 +380,6 @@ class MLPLanguageModel(nn.Module):
         finally:
             self.train(was_training)
         return new
-
-    def _checked_generate_args(self, context, max_new_tokens, stop_id, temperature) -> list[int]:
-        """The last block_size ids of `context`, after checking every argument of `generate`."""
-        try:
-            context = [operator.index(t) for t in context]
-        except TypeError:
-            raise TypeError(f"context must be a list of int token ids, got {context!r:.80}") from None
-        T, V = self.block_size, self.vocab_size
-        if len(context) < T:
-            raise ValueError(f"generate needs at least block_size={T} context tokens, got {len(context)}; "
-                             f"pad on the left with the boundary id, e.g. [0] * {T - len(context)} + context")
-        bad = [t for t in context if not 0 <= t < V]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of range for a vocabulary of {V} (ids 0..{V - 1})")
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
-                                    or not 0 <= stop_id < V):
-            raise ValueError(f"stop_id must be None or a token id in 0..{V - 1}, got {stop_id!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's own distribution, "
-                             f"smaller is greedier), got {temperature!r}")
-        return context[-T:]
 
     def extra_repr(self) -> str:
         return f"vocab_size={self.vocab_size}, block_size={self.block_size}"

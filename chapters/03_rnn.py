@@ -108,11 +108,10 @@ assert torch.allclose(hs, ref_out, atol=1e-6)
 # what the package's code needs.)
 
 # %%
-import operator
-
 from torch import Tensor
 
-from lmbook.rnn import CELLS, IMPLEMENTATIONS, _batch_size, _check_int, detach_state  # used by the code below
+from lmbook.rnn import IMPLEMENTATIONS, _batch_size, detach_state  # used by the code below
+from lmbook.rnn import _check_model_args, _checked_ids, _checked_prompt  # its input checks (clear errors)
 
 # %%
 # From lmbook/rnn.py
@@ -538,13 +537,8 @@ class CharRNN(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_size: int = 256, num_layers: int = 2,
                  cell: str = "lstm", dropout: float = 0.0, impl: str = "torch"):
         super().__init__()
-        self.vocab_size = _check_int("vocab_size", vocab_size, minimum=2)
-        _check_int("emb_dim", emb_dim, minimum=1)
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        if impl not in IMPLEMENTATIONS:
-            raise ValueError(f"impl must be 'torch' (nn.LSTM & co.) or 'lmbook' (from scratch), got {impl!r}")
-        self.cell, self.impl = cell, impl
+        _check_model_args(vocab_size, emb_dim, hidden_size, num_layers, cell, dropout, impl)
+        self.vocab_size, self.cell, self.impl = vocab_size, cell, impl
         self.embedding = nn.Embedding(vocab_size, emb_dim)                       # C: (V, emb_dim)
         self.rnn = IMPLEMENTATIONS[impl][cell](emb_dim, hidden_size, num_layers, batch_first=True,
                                                dropout=dropout if num_layers > 1 else 0.0)
@@ -556,13 +550,13 @@ class CharRNN(nn.Module):
 
     def forward(self, idx: Tensor, state=None, return_state: bool = False):
         """idx (B, T) token ids -> logits (B, T, V); with return_state, (logits, final state)."""
-        out, state = self.rnn(self.embedding(self._checked_ids(idx)), state)   # (B, T, H)
+        out, state = self.rnn(self.embedding(_checked_ids(idx, self.vocab_size)), state)  # (B, T, H)
         logits = self.head(self.dropout(out))                                   # (B, T, V)
         return (logits, state) if return_state else logits
 
     def hidden_states(self, idx: Tensor, state=None) -> Tensor:
         """The top layer's outputs h_t (B, T, H) for a batch of sequences, without dropout."""
-        out, _ = self.rnn(self.embedding(self._checked_ids(idx)), state)
+        out, _ = self.rnn(self.embedding(_checked_ids(idx, self.vocab_size)), state)
         return out
 
     @torch.no_grad()
@@ -579,18 +573,7 @@ class CharRNN(nn.Module):
         >>> len(out), all(0 <= t < 27 for t in out)
         (5, True)
         """
-        try:
-            prompt = [operator.index(t) for t in prompt]
-        except TypeError:
-            raise TypeError(f"prompt must be a list of int token ids, got {prompt!r:.80}") from None
-        if not prompt:
-            raise ValueError("prompt must hold at least one token id (e.g. the boundary id) to start from")
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-        if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
-                                    or not 0 <= stop_id < self.vocab_size):
-            raise ValueError(f"stop_id must be None or a token id in 0..{self.vocab_size - 1}, got {stop_id!r}")
+        prompt = _checked_prompt(prompt, max_new_tokens, temperature, stop_id, self.vocab_size)
         device = self.head.weight.device
         was_training = self.training
         self.eval()
@@ -609,20 +592,6 @@ class CharRNN(nn.Module):
         finally:
             self.train(was_training)
         return new
-
-    def _checked_ids(self, idx) -> Tensor:
-        if not isinstance(idx, Tensor):
-            raise TypeError(f"idx must be a torch.Tensor of token ids with shape (B, T), got {type(idx).__name__}")
-        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise TypeError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
-        if idx.dim() != 2 or idx.numel() == 0:
-            raise ValueError(f"idx must be a non-empty 2-D tensor (B, T): B sequences of T token ids, "
-                             f"got shape {tuple(idx.shape)}")
-        low, high = torch.stack(torch.aminmax(idx)).tolist()
-        if low < 0 or high >= self.vocab_size:
-            raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of "
-                             f"{self.vocab_size} (ids 0..{self.vocab_size - 1})")
-        return idx.long()
 
 # %% [markdown]
 # ### Names

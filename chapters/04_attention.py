@@ -235,6 +235,7 @@ for s, p, t in sorted(wrong, key=lambda w: -len(w[0]))[:6]:
 from torch import Tensor
 
 from lmbook.attention import softmax  # defined and explained in section 4.4
+from lmbook.attention import _check_additive_inputs, _check_mha_args, _check_mha_inputs, _check_sizes  # input checks
 
 # %%
 # From lmbook/attention.py
@@ -248,6 +249,7 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_attn: int):
         super().__init__()
+        _check_sizes(d_query=d_query, d_key=d_key, d_attn=d_attn)
         self.W_q = nn.Linear(d_query, d_attn, bias=False)
         self.W_k = nn.Linear(d_key, d_attn, bias=True)
         self.v = nn.Linear(d_attn, 1, bias=False)
@@ -259,12 +261,7 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 projected_keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if query.dim() != 2 or keys.dim() != 3 or query.shape[0] != keys.shape[0]:
-            raise ValueError(f"AdditiveAttention expects query (B, d_query) and keys (B, T, d_key); "
-                             f"got {tuple(query.shape)} and {tuple(keys.shape)}")
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != keys.shape[:2]):
-            raise ValueError(f"mask must be a bool tensor (B, T) = {tuple(keys.shape[:2])}, True at real "
-                             f"positions; got {mask.dtype} {tuple(mask.shape)}")
+        _check_additive_inputs(self, query, keys, mask, projected_keys)
         pk = self.project_keys(keys) if projected_keys is None else projected_keys  # (B, T, d_attn)
         scores = self.v(torch.tanh(self.W_q(query)[:, None, :] + pk)).squeeze(-1)  # (B, T)
         if mask is not None:
@@ -445,7 +442,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     ``softmax(torch.tensor([1000., 1000., 0.]))`` → ``[0.5, 0.5, 0.0]``.
     """
     x_max = x.amax(dim=dim, keepdim=True)
-    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))  # an all −inf row: subtract 0
+    x_max = torch.where(x_max == -math.inf, torch.zeros_like(x_max), x_max)  # an all −inf row: subtract 0
     e = torch.exp(x - x_max)
     total = e.sum(dim=dim, keepdim=True)
     return e / torch.where(total > 0, total, torch.ones_like(total))  # an all −inf row: 0 / 1 = 0
@@ -479,7 +476,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     With return_weights=True, returns (out, weights (..., T_q, T_k)), the weights before dropout.
     A query row that may attend to nothing gets out = 0 and weights = 0.
     """
-    _check_attention_inputs(q, k, v, attn_mask, is_causal, dropout_p)
+    _check_attention_inputs(q, k, v, attn_mask, is_causal, dropout_p, scale)
     d, T_q, T_k = q.shape[-1], q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, d) @ (..., d, T_k) -> (..., T_q, T_k)
@@ -605,13 +602,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-            raise ValueError(f"n_heads must be an int >= 1, got {n_heads!r}")
-        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1 or d_model % n_heads:
-            raise ValueError(f"d_model must be a positive multiple of n_heads={n_heads} (each head gets "
-                             f"d_model / n_heads dimensions), got d_model={d_model!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        _check_mha_args(d_model, n_heads, dropout)
         self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -625,12 +616,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                 is_causal: bool = False, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        for name, t in {"query": query, "key": key, "value": value}.items():
-            if t.dim() != 3 or t.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (B, T, d_model={self.d_model}), got {tuple(t.shape)}")
-        if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
-            raise ValueError(f"query (B, T_q, d), key and value (B, T_k, d) must share B, and key and value "
-                             f"T_k; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        _check_mha_inputs(self, query, key, value)
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask[:, None]  # (B, T_q, T_k) -> (B, 1, T_q, T_k): the same for every head
         q = self.split_heads(self.q_proj(query))  # (B, n_heads, T_q, d_head)
@@ -714,9 +700,7 @@ def sinusoidal_positions(T: int, d: int) -> Tensor:
     one turn in 2π·10000 positions, so nearby positions get similar vectors and PE[p + k] is a fixed
     rotation of PE[p] for every p.
     """
-    for name, value in {"T": T, "d": d}.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    _check_sizes(T=T, d=d)
     position = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
     frequency = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (ceil(d/2),)
     angle = position * frequency  # (T, ceil(d/2))

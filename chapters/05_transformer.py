@@ -97,12 +97,12 @@ print(f"V = {V} characters; {len(train_ids):,} training and {len(val_ids):,} val
 # %%
 from __future__ import annotations  # annotations as strings: GPTConfig.from_dict names its own class
 
-import operator
 from dataclasses import asdict, dataclass, fields
 
 from torch import Tensor
 
-from lmbook.gpt import ATTENTION_PATHS, IGNORE_INDEX  # constants the definitions below use
+from lmbook.gpt import IGNORE_INDEX  # a constant the definitions below use
+from lmbook.gpt import _check_config, _check_inputs, _checked_generate_args  # their input checks (clear errors)
 
 
 # %%
@@ -132,25 +132,7 @@ class GPTConfig:
     attention: str = "sdpa"
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"GPTConfig.{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-            if value < 1:
-                raise ValueError(f"GPTConfig.{name} must be >= 1, got {value}")
-        if self.n_embd % self.n_head:
-            near = [h for h in range(self.n_head - 1, 0, -1) if self.n_embd % h == 0][0]
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} (each head gets "
-                             f"n_embd / n_head dimensions); try n_embd="
-                             f"{self.n_head * math.ceil(self.n_embd / self.n_head)} or n_head={near}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0 <= self.dropout < 1:
-            raise ValueError(f"GPTConfig.dropout is a probability in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
-        if self.attention not in ATTENTION_PATHS:
-            raise ValueError(f"GPTConfig.attention must be one of {ATTENTION_PATHS} ('sdpa': torch's fused "
-                             f"kernel, 'lmbook': chapter 4's code), got {self.attention!r}")
+        _check_config(self)
 
     @property
     def head_size(self) -> int:
@@ -527,7 +509,7 @@ class GPT(nn.Module):
         targets (B, T): the next token at every position; IGNORE_INDEX (-100) leaves one out.
         """
         if self.check_inputs:
-            self._check_ids(idx, targets)
+            _check_inputs(idx, targets, self.config)
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)                             # (T,) positions 0..T-1
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, d)
@@ -538,42 +520,6 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
-
-    @torch.compiler.disable  # one eager check; torch.compile compiles the rest of forward
-    def _check_ids(self, idx: Tensor, targets: Tensor | None) -> None:
-        """Shapes, dtypes and ranges of idx and targets, or an error that says what is allowed."""
-        V, T_max = self.config.vocab_size, self.config.block_size
-        for name, t in (("idx", idx), ("targets", targets)):
-            if t is None:
-                continue
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor of token ids with shape (B, T), got "
-                                f"{type(t).__name__}")
-            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-                raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {t.dtype}")
-            if t.dim() != 2:
-                raise ValueError(f"{name} must be 2-D (B, T): one row of token ids per sequence, got shape "
-                                 f"{tuple(t.shape)}" + ("; add a batch dimension with idx[None]"
-                                                        if t.dim() == 1 else ""))
-        B, T = idx.shape
-        if T > T_max:
-            raise ValueError(f"sequence of length {T} is longer than block_size={T_max}, the longest "
-                             f"context this model has position embeddings for; keep the last {T_max} "
-                             f"tokens (idx[:, -{T_max}:])")
-        if B == 0 or T == 0:
-            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); pass at least one token")
-        low, high = torch.stack(torch.aminmax(idx)).tolist()
-        if low < 0 or high >= V:
-            raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of {V} "
-                             f"(ids 0..{V - 1})")
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx, {tuple(idx.shape)}, got "
-                                 f"{tuple(targets.shape)}")
-            bad = (targets >= V) | ((targets < 0) & (targets != IGNORE_INDEX))
-            if bad.any():
-                raise ValueError(f"target {targets[bad][0].item()} is out of range: targets are token ids "
-                                 f"0..{V - 1}, or {IGNORE_INDEX} to leave a position out of the loss")
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Number of parameters (the tied embedding counted once). non_embedding=True leaves out the
@@ -592,21 +538,7 @@ class GPT(nn.Module):
         `temperature` (< 1 greedier, > 1 more random), keeps only the `top_k` largest if given,
         and samples. The model is in eval mode while sampling and back in its old mode after.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's distribution), "
-                             f"got {temperature!r}")
-        if top_k is not None:
-            top_k = operator.index(top_k)
-            if not 1 <= top_k:
-                raise ValueError(f"top_k must be None or an int >= 1, got {top_k}")
-            top_k = min(top_k, self.config.vocab_size)
-        if isinstance(idx, Tensor) and idx.dim() == 2 and idx.shape[1] > self.config.block_size:
-            self._check_ids(idx[:, -self.config.block_size:], None)
-        else:
-            self._check_ids(idx, None)
+        top_k = _checked_generate_args(idx, max_new_tokens, temperature, top_k, self.config)
         was_training = self.training
         self.eval()
         try:

@@ -253,6 +253,7 @@ def train_merges_naive(words: dict[str, int], num_merges: int, first_id: int = 2
     >>> train_merges_naive({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, 3)  # u=117, g=103
     [(117, 103), (117, 110), (104, 256)]
     """
+    _check_training_args(words, num_merges, first_id)
     corpus = list(_as_byte_words(words).items())
     merges: list[tuple[int, int]] = []
     for k in range(num_merges):
@@ -289,6 +290,7 @@ import heapq
 from collections import defaultdict
 
 from lmbook.bpe import _as_byte_words  # str words -> tuples of byte ids
+from lmbook.bpe import _check_training_args  # the input checks both trainers call
 
 # %%
 # From lmbook/bpe.py
@@ -304,6 +306,7 @@ def train_merges(words: dict[str, int], num_merges: int, first_id: int = 256) ->
     deletion). The heap orders by (-count, first id, second id), so ties go to the smallest pair,
     as in the naive version.
     """
+    _check_training_args(words, num_merges, first_id)
     byte_words = _as_byte_words(words)
     corpus, freq = [list(w) for w in byte_words], list(byte_words.values())
     counts: dict[tuple[int, int], int] = defaultdict(int)

@@ -38,7 +38,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     ``softmax(torch.tensor([1000., 1000., 0.]))`` → ``[0.5, 0.5, 0.0]``.
     """
     x_max = x.amax(dim=dim, keepdim=True)
-    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))  # an all −inf row: subtract 0
+    x_max = torch.where(x_max == -math.inf, torch.zeros_like(x_max), x_max)  # an all −inf row: subtract 0
     e = torch.exp(x - x_max)
     total = e.sum(dim=dim, keepdim=True)
     return e / torch.where(total > 0, total, torch.ones_like(total))  # an all −inf row: 0 / 1 = 0
@@ -54,6 +54,7 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_attn: int):
         super().__init__()
+        _check_sizes(d_query=d_query, d_key=d_key, d_attn=d_attn)
         self.W_q = nn.Linear(d_query, d_attn, bias=False)
         self.W_k = nn.Linear(d_key, d_attn, bias=True)
         self.v = nn.Linear(d_attn, 1, bias=False)
@@ -65,12 +66,7 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 projected_keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if query.dim() != 2 or keys.dim() != 3 or query.shape[0] != keys.shape[0]:
-            raise ValueError(f"AdditiveAttention expects query (B, d_query) and keys (B, T, d_key); "
-                             f"got {tuple(query.shape)} and {tuple(keys.shape)}")
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != keys.shape[:2]):
-            raise ValueError(f"mask must be a bool tensor (B, T) = {tuple(keys.shape[:2])}, True at real "
-                             f"positions; got {mask.dtype} {tuple(mask.shape)}")
+        _check_additive_inputs(self, query, keys, mask, projected_keys)
         pk = self.project_keys(keys) if projected_keys is None else projected_keys  # (B, T, d_attn)
         scores = self.v(torch.tanh(self.W_q(query)[:, None, :] + pk)).squeeze(-1)  # (B, T)
         if mask is not None:
@@ -96,6 +92,9 @@ def padding_mask(lengths: Tensor, T: int) -> Tensor:
 
     ``padding_mask(torch.tensor([2, 3]), 4)`` → ``[[T, T, F, F], [T, T, T, F]]``.
     """
+    if not isinstance(lengths, Tensor):
+        raise TypeError(f"lengths must be a 1-D integer tensor (B,), got {type(lengths).__name__}")
+    _check_sizes(T=T)
     if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
         raise ValueError(f"lengths must be a 1-D integer tensor (B,), got {lengths.dtype} {tuple(lengths.shape)}")
     if len(lengths) and (lengths.min() < 0 or lengths.max() > T):
@@ -116,7 +115,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     With return_weights=True, returns (out, weights (..., T_q, T_k)), the weights before dropout.
     A query row that may attend to nothing gets out = 0 and weights = 0.
     """
-    _check_attention_inputs(q, k, v, attn_mask, is_causal, dropout_p)
+    _check_attention_inputs(q, k, v, attn_mask, is_causal, dropout_p, scale)
     d, T_q, T_k = q.shape[-1], q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, d) @ (..., d, T_k) -> (..., T_q, T_k)
@@ -133,7 +132,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
 
 
 def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, is_causal: bool,
-                            dropout_p: float) -> None:
+                            dropout_p: float, scale: float | None = None) -> None:
     """Clear errors for the mistakes torch would report deep inside a matmul, or not at all."""
     for name, t in {"q": q, "k": k, "v": v}.items():
         if not isinstance(t, Tensor) or not t.is_floating_point():
@@ -153,8 +152,13 @@ def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor |
     except RuntimeError:
         raise ValueError(f"the leading (batch, head) dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
                          f"v {tuple(v.shape)} do not broadcast") from None
-    if not 0.0 <= dropout_p < 1.0:
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p!r}")
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number or None (1/√d), got {scale!r}")
     if attn_mask is None:
         return
     if is_causal:
@@ -185,13 +189,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-            raise ValueError(f"n_heads must be an int >= 1, got {n_heads!r}")
-        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1 or d_model % n_heads:
-            raise ValueError(f"d_model must be a positive multiple of n_heads={n_heads} (each head gets "
-                             f"d_model / n_heads dimensions), got d_model={d_model!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        _check_mha_args(d_model, n_heads, dropout)
         self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -205,12 +203,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                 is_causal: bool = False, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        for name, t in {"query": query, "key": key, "value": value}.items():
-            if t.dim() != 3 or t.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (B, T, d_model={self.d_model}), got {tuple(t.shape)}")
-        if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
-            raise ValueError(f"query (B, T_q, d), key and value (B, T_k, d) must share B, and key and value "
-                             f"T_k; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        _check_mha_inputs(self, query, key, value)
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask[:, None]  # (B, T_q, T_k) -> (B, 1, T_q, T_k): the same for every head
         q = self.split_heads(self.q_proj(query))  # (B, n_heads, T_q, d_head)
@@ -233,9 +226,7 @@ def sinusoidal_positions(T: int, d: int) -> Tensor:
     one turn in 2π·10000 positions, so nearby positions get similar vectors and PE[p + k] is a fixed
     rotation of PE[p] for every p.
     """
-    for name, value in {"T": T, "d": d}.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    _check_sizes(T=T, d=d)
     position = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
     frequency = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (ceil(d/2),)
     angle = position * frequency  # (T, ceil(d/2))
@@ -243,3 +234,72 @@ def sinusoidal_positions(T: int, d: int) -> Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle[:, : d // 2])
     return pe.float()
+
+
+# ---- input checks (clear errors instead of failures deep inside torch) ----------------------------------
+
+def _check_sizes(**sizes) -> None:
+    """Every size must be an int >= 1."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_float_tensor(name: str, t, dims: int, layout: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a float torch.Tensor {layout}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor {layout} (embeddings or hidden states), got dtype "
+                        f"{t.dtype}; token ids go through an nn.Embedding first")
+    if t.dim() != dims:
+        raise ValueError(f"{name} must be {dims}-D, {layout}, got shape {tuple(t.shape)}")
+
+
+def _check_additive_inputs(attn: AdditiveAttention, query, keys, mask, projected_keys) -> None:
+    """The arguments of `AdditiveAttention.forward`, or an error that names the wrong one."""
+    _check_float_tensor("query", query, 2, "(B, d_query)")
+    _check_float_tensor("keys", keys, 3, "(B, T, d_key)")
+    if query.shape[0] != keys.shape[0] or query.shape[1] != attn.W_q.in_features \
+            or keys.shape[2] != attn.W_k.in_features:
+        raise ValueError(f"AdditiveAttention expects query (B, d_query={attn.W_q.in_features}) and keys "
+                         f"(B, T, d_key={attn.W_k.in_features}); got {tuple(query.shape)} and {tuple(keys.shape)}")
+    for name, t in (("query", query), ("keys", keys)):
+        if t.dtype != attn.W_q.weight.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but the layer's weights are {attn.W_q.weight.dtype}; "
+                            f"convert one of them")
+    if keys.shape[1] == 0:
+        raise ValueError(f"keys is empty (shape {tuple(keys.shape)}): there is nothing to attend to")
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != keys.shape[:2]):
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor (B, T) = {tuple(keys.shape[:2])}, True at real "
+                         f"positions; got {got}")
+    if projected_keys is not None:
+        expected = (*keys.shape[:2], attn.W_k.out_features)
+        if not isinstance(projected_keys, Tensor) or tuple(projected_keys.shape) != expected:
+            got = tuple(projected_keys.shape) if isinstance(projected_keys, Tensor) else type(projected_keys).__name__
+            raise ValueError(f"projected_keys must be project_keys(keys), of shape {expected}, got {got}")
+
+
+def _check_mha_args(d_model, n_heads, dropout) -> None:
+    """The arguments of `MultiHeadAttention`, or an error that names the wrong one."""
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
+        raise ValueError(f"n_heads must be an int >= 1, got {n_heads!r}")
+    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1 or d_model % n_heads:
+        raise ValueError(f"d_model must be a positive multiple of n_heads={n_heads} (each head gets "
+                         f"d_model / n_heads dimensions), got d_model={d_model!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+
+
+def _check_mha_inputs(mha: MultiHeadAttention, query, key, value) -> None:
+    """query (B, T_q, d_model), key and value (B, T_k, d_model), float, or an error naming the wrong one."""
+    for name, t in {"query": query, "key": key, "value": value}.items():
+        _check_float_tensor(name, t, 3, f"(B, T, d_model={mha.d_model})")
+        if t.shape[-1] != mha.d_model:
+            raise ValueError(f"{name} must be (B, T, d_model={mha.d_model}), got {tuple(t.shape)}")
+        if t.dtype != mha.q_proj.weight.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but the layer's weights are {mha.q_proj.weight.dtype}; "
+                            f"convert one of them")
+    if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
+        raise ValueError(f"query (B, T_q, d), key and value (B, T_k, d) must share B, and key and value "
+                         f"T_k; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")

@@ -37,6 +37,9 @@ class Vocab:
     def __init__(self, tokens: Iterable[str], specials: Sequence[str] = ()):
         if isinstance(specials, str):
             raise TypeError(f"specials must be a list of tokens, e.g. [{specials!r}], not the string {specials!r}")
+        if isinstance(tokens, bytes) or not isinstance(tokens, Iterable):
+            raise TypeError(f"tokens must be an iterable of str tokens (a str is one of characters), "
+                            f"got {type(tokens).__name__}")
         specials = list(specials)
         if len(set(specials)) != len(specials):
             raise ValueError(f"specials must be distinct, got {specials}")
@@ -198,16 +201,23 @@ def _as_stream(ids, block_size: int) -> Tensor:
     if len(ids) < block_size + 1:
         raise ValueError(f"the stream has {len(ids)} tokens; windows of block_size={block_size} "
                          f"need at least {block_size + 1}")
+    if int(ids.min()) < 0:
+        raise ValueError(f"ids holds the negative token id {int(ids.min())}; token ids are >= 0")
     return ids.long()
 
 
 def _as_id(value, where: str) -> int:
-    """An int token id (Python int, NumPy int or 0-d integer tensor), or a TypeError naming `where`."""
+    """A token id >= 0 (Python int, NumPy int or 0-d integer tensor), or an error naming `where`."""
     try:
-        return operator.index(value)
+        i = operator.index(value)
     except TypeError:
         hint = " (encode tokens with a Vocab first)" if isinstance(value, str) else ""
         raise TypeError(f"{where}: token ids must be ints, got {type(value).__name__} {value!r:.40}{hint}") from None
+    if isinstance(value, bool):
+        raise TypeError(f"{where}: token ids must be ints, got the bool {value}")
+    if i < 0:
+        raise ValueError(f"{where}: token id {i} is out of range: token ids are >= 0")
+    return i
 
 
 def _check_positive(name: str, value) -> int:

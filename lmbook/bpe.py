@@ -21,8 +21,10 @@ The module reads top to bottom in the order the chapter builds it:
 
 from __future__ import annotations
 
+import codecs
 import heapq
 import json
+import numbers
 import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
@@ -133,6 +135,8 @@ def word_counts(text: str, pattern: str | None = "gpt2",
     >>> word_counts("the cat, the hat, the end")
     Counter({',': 2, ' the': 2, 'the': 1, ' cat': 1, ' hat': 1, ' end': 1})
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     source = split_pattern(pattern)
     segments = special_splitter(special_tokens).split(text)[::2] if special_tokens else [text]
     counts: Counter[str] = Counter()
@@ -163,6 +167,7 @@ def train_merges_naive(words: dict[str, int], num_merges: int, first_id: int = 2
     >>> train_merges_naive({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, 3)  # u=117, g=103
     [(117, 103), (117, 110), (104, 256)]
     """
+    _check_training_args(words, num_merges, first_id)
     corpus = list(_as_byte_words(words).items())
     merges: list[tuple[int, int]] = []
     for k in range(num_merges):
@@ -189,6 +194,7 @@ def train_merges(words: dict[str, int], num_merges: int, first_id: int = 256) ->
     deletion). The heap orders by (-count, first id, second id), so ties go to the smallest pair,
     as in the naive version.
     """
+    _check_training_args(words, num_merges, first_id)
     byte_words = _as_byte_words(words)
     corpus, freq = [list(w) for w in byte_words], list(byte_words.values())
     counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -462,6 +468,10 @@ class Tokenizer:
         """
         if self.pattern is None:
             raise ValueError("streaming needs a split pattern (this tokenizer has pattern=None, one piece per text)")
+        if self.pattern not in PATTERNS.values():
+            raise ValueError("streaming needs the 'gpt2' or 'gpt4' split pattern: with a pattern of your own, a piece "
+                             "may span the cut points and the ids would differ from encode(); encode the whole "
+                             "text with encode() instead")
         if allowed_special in ("all", "none_raise"):
             named = list(self.special_tokens)
         elif allowed_special == "none":
@@ -487,22 +497,40 @@ class Tokenizer:
     def encode_file(self, path: str | Path, allowed_special: str | Collection[str] = "none_raise",
                     block_chars: int = 1 << 20) -> Iterator[int]:
         """Stream the ids of a UTF-8 text file, reading `block_chars` characters at a time.
-        Line endings are kept as they are in the file (no "\\r\\n" -> "\\n" translation)."""
+        Line endings are kept as they are in the file (no "\\r\\n" -> "\\n" translation). A file that
+        is missing or not valid UTF-8 is an error naming it."""
+        if isinstance(block_chars, bool) or not isinstance(block_chars, int) or block_chars < 1:
+            raise ValueError(f"block_chars must be an int >= 1, got {block_chars!r}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no file at {path} to encode")
+
         def blocks() -> Iterator[str]:
+            read = 0
             with open(path, encoding="utf-8", newline="") as f:
-                while block := f.read(block_chars):
+                while True:
+                    try:
+                        block = f.read(block_chars)
+                    except UnicodeDecodeError as e:
+                        raise ValueError(f"{path} is not valid UTF-8 text: {e.reason} at byte {e.start} of a block "
+                                         f"read after {read:,} characters; encode_file reads UTF-8 only") from None
+                    if not block:
+                        return
+                    read += len(block)
                     yield block
         return self.encode_stream(blocks(), allowed_special)
 
     # -- decoding ----------------------------------------------------------------------------
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes the ids stand for. An unknown id raises a ValueError."""
-        vocab = self.vocab
+        """The bytes the ids stand for. An id that is not an int (a float, a bool) or not in the
+        vocabulary raises a ValueError."""
+        vocab, ids = self.vocab, list(ids)
+        if not set(map(type, ids)) <= {int}:  # 104.0 and True would find a token, silently
+            ids = [_as_token_id(i, vocab) for i in ids]
         try:
             return b"".join([vocab[i] for i in ids])
-        except (KeyError, TypeError):
-            bad = next(i for i in ids if not isinstance(i, int) or i not in vocab)
+        except KeyError:
+            bad = next(i for i in ids if i not in vocab)
             raise ValueError(f"cannot decode {bad!r}: token ids are ints from this tokenizer's vocabulary "
                              f"({len(vocab)} ids, 0..{max(vocab)})") from None
 
@@ -510,8 +538,14 @@ class Tokenizer:
         """The text the ids stand for. A sequence of tokens need not end on a character boundary
         (a token can hold half of a character's UTF-8 bytes): with errors="replace" (the default,
         as in tiktoken and Hugging Face), each invalid UTF-8 sequence becomes U+FFFD '�';
-        errors="strict" raises UnicodeDecodeError (a ValueError) instead."""
-        return self.decode_bytes(list(ids)).decode("utf-8", errors=errors)
+        errors="strict" raises UnicodeDecodeError (a ValueError) instead; any error handler of
+        Python's codecs ("ignore", "backslashreplace", ...) works too."""
+        try:
+            codecs.lookup_error(errors)
+        except (LookupError, TypeError):
+            raise ValueError(f"errors must be 'replace', 'strict', 'ignore' or another codecs error handler, "
+                             f"got {errors!r}") from None
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     # -- saving and loading ------------------------------------------------------------------
 
@@ -524,12 +558,18 @@ class Tokenizer:
     def from_dict(cls, d: dict) -> Tokenizer:
         if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != 1:
             raise ValueError(f"not a saved lmbook tokenizer: expected a JSON object with format={FORMAT!r} and version 1")
-        missing = {"pattern", "byte_ids", "merges", "special_tokens"} - set(d)
+        fields = {"format", "version", "pattern", "byte_ids", "merges", "special_tokens"}
+        missing, unknown = fields - set(d), set(d) - fields
         if missing:
             raise ValueError(f"saved tokenizer lacks the field(s) {sorted(missing)}")
+        if unknown:
+            raise ValueError(f"saved tokenizer has unknown field(s) {sorted(unknown)}; a file written by "
+                             f"Tokenizer.save holds exactly {sorted(fields)}")
+        if not isinstance(d["merges"], list):
+            raise ValueError(f"merges must be a list of [id_a, id_b, new_id], got {type(d['merges']).__name__}")
         merges = {}
         for k, m in enumerate(d["merges"]):
-            if not (isinstance(m, list) and len(m) == 3 and all(isinstance(x, int) for x in m)):
+            if not (isinstance(m, list) and len(m) == 3 and all(isinstance(x, int) and not isinstance(x, bool) for x in m)):
                 raise ValueError(f"merge {k} must be a list [id_a, id_b, new_id] of ints, got {m!r}")
             if (m[0], m[1]) in merges:
                 raise ValueError(f"merge {k} repeats the pair {m[:2]}")
@@ -545,6 +585,8 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Read a tokenizer written by `save`; a corrupt or foreign file raises a ValueError."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no saved tokenizer at {path}")
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -614,6 +656,25 @@ class Tokenizer:
 
 
 _SAFE_CUT = regex.compile(r"(?r)(?<=\S\n)(?=\S)")  # the rightmost "x\n|y" position (see encode_stream)
+
+
+def _check_training_args(words, num_merges, first_id) -> None:
+    """The arguments of `train_merges` and `train_merges_naive`, or an error naming the wrong one."""
+    if not isinstance(words, dict):
+        raise TypeError(f"words must be a dict {{word: count}} (see word_counts), got {type(words).__name__}")
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in words.values()):
+        raise ValueError("words must map each word to its count, an int >= 1")
+    if isinstance(num_merges, bool) or not isinstance(num_merges, int) or num_merges < 0:
+        raise ValueError(f"num_merges must be an int >= 0, got {num_merges!r}")
+    if isinstance(first_id, bool) or not isinstance(first_id, int) or first_id < 256:
+        raise ValueError(f"first_id must be an int >= 256 (ids 0..255 are the bytes), got {first_id!r}")
+
+
+def _as_token_id(i, vocab: dict[int, bytes]) -> int:
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise ValueError(f"cannot decode {i!r} ({type(i).__name__}): token ids are ints from this tokenizer's "
+                         f"vocabulary ({len(vocab)} ids, 0..{max(vocab)})")
+    return int(i)
 
 
 def _check_id(i, what: str) -> None:

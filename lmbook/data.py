@@ -124,6 +124,9 @@ def _download(ds: Dataset, dest: Path) -> Path:
                     out.write(block)
                     bar.update(len(block))
         _verified(Path(tmp), ds)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -137,7 +140,7 @@ def path(name: str, download: bool = True) -> Path:
     >>> path("names").name
     'names.txt'
     """
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}")
     ds = REGISTRY[name]
     mirror = os.environ.get("LMBOOK_DATA_DIR")
@@ -173,6 +176,8 @@ def names_split(seed: int = 42) -> tuple[list[str], list[str], list[str]]:
 
     Returns (train, dev, test) lists of names.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int (42: makemore's split), got {type(seed).__name__} {seed!r}")
     words = load_text("names").splitlines()
     random.Random(seed).shuffle(words)  # the same order as random.seed(seed); random.shuffle(words)
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
@@ -180,7 +185,11 @@ def names_split(seed: int = 42) -> tuple[list[str], list[str], list[str]]:
 
 
 def shakespeare_split(train_fraction: float = 0.9) -> tuple[str, str]:
-    """nanoGPT's split of `tinyshakespeare`: the first 90% of characters, then the last 10%."""
+    """nanoGPT's split of `tinyshakespeare`: the first 90% of characters, then the last 10%
+    (`train_fraction` lies strictly between 0 and 1)."""
+    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie strictly between 0 and 1 (0.9: nanoGPT's split), "
+                         f"got {train_fraction!r}")
     text = load_text("tinyshakespeare")
     n = int(train_fraction * len(text))
     return text[:n], text[n:]

@@ -35,15 +35,15 @@ _UNITS = ["", "first", "second", "third", "fourth", "fifth", "sixth", "seventh",
 
 
 def ordinal(n: int) -> str:
-    """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd'."""
+    """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd' (and 0 -> '0th'); n is an int >= 0."""
+    _check_day(n, "n", low=0)
     suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
 
 def ordinal_words(n: int) -> str:
     """The day of the month in words: 3 -> 'third', 20 -> 'twentieth', 31 -> 'thirty-first'."""
-    if not 1 <= n <= 31:
-        raise ValueError(f"a day of the month lies in 1..31, got {n}")
+    _check_day(n, "n", low=1, high=31)
     if n < 20:
         return _UNITS[n]
     tens = {2: "twent", 3: "thirt"}[n // 10]
@@ -82,8 +82,10 @@ CASES = (("title", 0.6), ("lower", 0.3), ("upper", 0.1))  # how often each case 
 def format_date(d: datetime.date, fmt: str, case: str = "title") -> str:
     """Write date `d` in format `fmt` (a key of FORMATS), in 'title' case (as FORMATS writes it),
     'lower' or 'upper'."""
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ValueError(f"unknown date format {fmt!r}; choose one of {sorted(FORMATS)}")
+    if not isinstance(d, datetime.date) or isinstance(d, datetime.datetime):
+        raise TypeError(f"d must be a datetime.date, got {type(d).__name__} {d!r:.40}")
     if not FIRST_DAY <= d <= LAST_DAY:
         raise ValueError(f"dates run from {FIRST_DAY} to {LAST_DAY} (two-digit years stay unambiguous), got {d}")
     text = FORMATS[fmt](d)
@@ -96,6 +98,8 @@ def format_date(d: datetime.date, fmt: str, case: str = "title") -> str:
 
 def random_example(d: datetime.date, rng: random.Random, formats: tuple[str, ...] = tuple(FORMATS)) -> tuple[str, str]:
     """(human text, ISO text) for date `d` in a format and case drawn from `rng`."""
+    if isinstance(formats, str) or not formats or any(f not in FORMATS for f in formats):
+        raise ValueError(f"formats must be a non-empty tuple of names from FORMATS ({sorted(FORMATS)}), got {formats!r}")
     fmt = rng.choice(formats)
     case = "title" if fmt in NUMERIC_FORMATS else rng.choices([c for c, _ in CASES], [w for _, w in CASES])[0]
     return format_date(d, fmt, case), d.isoformat()
@@ -118,7 +122,7 @@ def make_splits(n_train: int, n_val: int, n_test: int, seed: int = 0,
     for name, n in {"n_train": n_train, "n_val": n_val, "n_test": n_test}.items():
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{name} must be an int >= 0, got {n!r}")
-    if not 0.0 < held_out < 0.5:
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0.0 < held_out < 0.5:
         raise ValueError(f"held_out is the fraction of days for each of val and test, in (0, 0.5); got {held_out!r}")
     rng = random.Random(seed)
     days = all_dates()
@@ -128,3 +132,12 @@ def make_splits(n_train: int, n_val: int, n_test: int, seed: int = 0,
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     return {name: [random_example(rng.choice(pools[name]), rng) for _ in range(sizes[name])]
             for name in ("train", "val", "test")}
+
+
+def _check_day(n, name: str, low: int, high: int | None = None) -> None:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__} {n!r}")
+    if n < low or (high is not None and n > high):
+        allowed = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an int {allowed}" + (" (a day of the month)" if high == 31 else "")
+                         + f", got {n}")

@@ -39,6 +39,8 @@ def pick(**sizes):
 
 def seed_everything(seed: int = 1337) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that a re-run gives the same numbers."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an int in 0..2**32-1 (NumPy's range), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     try:

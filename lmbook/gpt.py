@@ -67,25 +67,7 @@ class GPTConfig:
     attention: str = "sdpa"
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"GPTConfig.{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-            if value < 1:
-                raise ValueError(f"GPTConfig.{name} must be >= 1, got {value}")
-        if self.n_embd % self.n_head:
-            near = [h for h in range(self.n_head - 1, 0, -1) if self.n_embd % h == 0][0]
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} (each head gets "
-                             f"n_embd / n_head dimensions); try n_embd="
-                             f"{self.n_head * math.ceil(self.n_embd / self.n_head)} or n_head={near}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0 <= self.dropout < 1:
-            raise ValueError(f"GPTConfig.dropout is a probability in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
-        if self.attention not in ATTENTION_PATHS:
-            raise ValueError(f"GPTConfig.attention must be one of {ATTENTION_PATHS} ('sdpa': torch's fused "
-                             f"kernel, 'lmbook': chapter 4's code), got {self.attention!r}")
+        _check_config(self)
 
     @property
     def head_size(self) -> int:
@@ -231,7 +213,7 @@ class GPT(nn.Module):
         targets (B, T): the next token at every position; IGNORE_INDEX (-100) leaves one out.
         """
         if self.check_inputs:
-            self._check_ids(idx, targets)
+            _check_inputs(idx, targets, self.config)
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)                             # (T,) positions 0..T-1
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, d)
@@ -242,42 +224,6 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
-
-    @torch.compiler.disable  # one eager check; torch.compile compiles the rest of forward
-    def _check_ids(self, idx: Tensor, targets: Tensor | None) -> None:
-        """Shapes, dtypes and ranges of idx and targets, or an error that says what is allowed."""
-        V, T_max = self.config.vocab_size, self.config.block_size
-        for name, t in (("idx", idx), ("targets", targets)):
-            if t is None:
-                continue
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor of token ids with shape (B, T), got "
-                                f"{type(t).__name__}")
-            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-                raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {t.dtype}")
-            if t.dim() != 2:
-                raise ValueError(f"{name} must be 2-D (B, T): one row of token ids per sequence, got shape "
-                                 f"{tuple(t.shape)}" + ("; add a batch dimension with idx[None]"
-                                                        if t.dim() == 1 else ""))
-        B, T = idx.shape
-        if T > T_max:
-            raise ValueError(f"sequence of length {T} is longer than block_size={T_max}, the longest "
-                             f"context this model has position embeddings for; keep the last {T_max} "
-                             f"tokens (idx[:, -{T_max}:])")
-        if B == 0 or T == 0:
-            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); pass at least one token")
-        low, high = torch.stack(torch.aminmax(idx)).tolist()
-        if low < 0 or high >= V:
-            raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of {V} "
-                             f"(ids 0..{V - 1})")
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx, {tuple(idx.shape)}, got "
-                                 f"{tuple(targets.shape)}")
-            bad = (targets >= V) | ((targets < 0) & (targets != IGNORE_INDEX))
-            if bad.any():
-                raise ValueError(f"target {targets[bad][0].item()} is out of range: targets are token ids "
-                                 f"0..{V - 1}, or {IGNORE_INDEX} to leave a position out of the loss")
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Number of parameters (the tied embedding counted once). non_embedding=True leaves out the
@@ -296,21 +242,7 @@ class GPT(nn.Module):
         `temperature` (< 1 greedier, > 1 more random), keeps only the `top_k` largest if given,
         and samples. The model is in eval mode while sampling and back in its old mode after.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's distribution), "
-                             f"got {temperature!r}")
-        if top_k is not None:
-            top_k = operator.index(top_k)
-            if not 1 <= top_k:
-                raise ValueError(f"top_k must be None or an int >= 1, got {top_k}")
-            top_k = min(top_k, self.config.vocab_size)
-        if isinstance(idx, Tensor) and idx.dim() == 2 and idx.shape[1] > self.config.block_size:
-            self._check_ids(idx[:, -self.config.block_size:], None)
-        else:
-            self._check_ids(idx, None)
+        top_k = _checked_generate_args(idx, max_new_tokens, temperature, top_k, self.config)
         was_training = self.training
         self.eval()
         try:
@@ -370,28 +302,146 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
 
 
 def save_gpt(model: GPT, directory: str | Path) -> Path:
-    """Write model.safetensors (the weights, tied ones once) and config.json into `directory`."""
+    """Write model.safetensors (the weights, tied ones once) and config.json (the GPTConfig and the
+    weights' sha256, which `load_gpt` verifies) into `directory`."""
     from safetensors.torch import save_model
+
+    from lmbook.checkpoint import write_atomically
+    from lmbook.data import sha256_of
 
     if not isinstance(model, GPT):
         raise TypeError(f"save_gpt saves an lmbook.gpt.GPT, got {type(model).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    save_model(model, str(directory / "model.safetensors"))
+    weights = directory / "model.safetensors"
+    write_atomically(weights, lambda tmp: save_model(model, str(tmp)))
+    info = model.config.to_dict() | {"weights_sha256": sha256_of(weights)}
+    write_atomically(directory / "config.json", json.dumps(info, indent=2) + "\n")
     return directory
 
 
-def load_gpt(directory: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """The GPT saved by `save_gpt` in `directory` (safetensors: no code runs on loading)."""
+def load_gpt(directory: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> GPT:
+    """The GPT saved by `save_gpt` in `directory` (safetensors: no code runs on loading). The
+    weights must match the sha256 recorded in config.json; verify=False skips that check (only for
+    a folder saved before the hash was recorded: load it, then save it again with `save_gpt`)."""
     from safetensors.torch import load_model
+
+    from lmbook.checkpoint import CheckpointError, read_json, verify_weights
 
     directory = Path(directory)
     missing = [n for n in ("config.json", "model.safetensors") if not (directory / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{directory} is not a saved GPT: {' and '.join(missing)} missing "
                                 f"(save_gpt writes config.json and model.safetensors)")
-    config = GPTConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    info = read_json(directory / "config.json")
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{directory / 'config.json'} must hold a JSON object (a GPTConfig), "
+                              f"got {type(info).__name__}")
+    recorded = info.pop("weights_sha256", None)
+    weights = directory / "model.safetensors"
+    if verify:
+        verify_weights(weights, recorded, fix=f"if you trust the file, load it with load_gpt({str(directory)!r}, "
+                                              f"verify=False) and save it again with save_gpt(model, folder)")
+    try:
+        config = GPTConfig.from_dict(info)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / 'config.json'} does not describe a GPT: {e}") from None
     model = GPT(config)
-    load_model(model, str(directory / "model.safetensors"), device=str(device))
+    try:
+        load_model(model, str(weights), device=str(device))
+    except Exception as e:  # safetensors' own error types, or torch's RuntimeError for missing/extra keys
+        raise CheckpointError(f"{weights} cannot be loaded into the GPT its config.json describes "
+                              f"({type(e).__name__}: {str(e)[:300]})") from None
     return model.to(device)
+
+
+# ---- input checks: clear errors instead of failures deep inside torch ---------------------------------
+
+def _check_config(config: GPTConfig) -> None:
+    """The fields of a GPTConfig, or an error that names the wrong one and what is allowed."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"GPTConfig.{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"GPTConfig.{name} must be >= 1, got {value}")
+    if config.n_embd % config.n_head:
+        near = [h for h in range(config.n_head - 1, 0, -1) if config.n_embd % h == 0][0]
+        raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head} (each head gets "
+                         f"n_embd / n_head dimensions); try n_embd="
+                         f"{config.n_head * math.ceil(config.n_embd / config.n_head)} or n_head={near}")
+    if isinstance(config.dropout, bool) or not isinstance(config.dropout, (int, float)) \
+            or not 0 <= config.dropout < 1:
+        raise ValueError(f"GPTConfig.dropout is a probability in [0, 1), got {config.dropout!r}")
+    if not isinstance(config.bias, bool):
+        raise TypeError(f"GPTConfig.bias must be True or False, got {config.bias!r}")
+    if config.attention not in ATTENTION_PATHS:
+        raise ValueError(f"GPTConfig.attention must be one of {ATTENTION_PATHS} ('sdpa': torch's fused "
+                         f"kernel, 'lmbook': chapter 4's code), got {config.attention!r}")
+
+
+@torch.compiler.disable  # one eager check; torch.compile compiles the rest of forward
+def _check_inputs(idx: Tensor, targets: Tensor | None, config: GPTConfig) -> None:
+    """Shapes, dtypes and ranges of idx and targets, or an error that says what is allowed."""
+    V, T_max = config.vocab_size, config.block_size
+    for name, t in (("idx", idx), ("targets", targets)):
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of token ids with shape (B, T), got "
+                            f"{type(t).__name__}")
+        allowed = (torch.int64, torch.int32) if name == "idx" else (torch.int64,)
+        if t.dtype not in allowed:
+            raise TypeError(f"{name} must hold integer token ids as torch.long"
+                            + (" (or torch.int32)" if name == "idx" else "")
+                            + f", got dtype {t.dtype}; convert with {name}.long()")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be 2-D (B, T): one row of token ids per sequence, got shape "
+                             f"{tuple(t.shape)}" + ("; add a batch dimension with idx[None]"
+                                                    if t.dim() == 1 else ""))
+    B, T = idx.shape
+    if T > T_max:
+        raise ValueError(f"sequence of length {T} is longer than block_size={T_max}, the longest "
+                         f"context this model has position embeddings for; keep the last {T_max} "
+                         f"tokens (idx[:, -{T_max}:])")
+    if B == 0 or T == 0:
+        raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); pass at least one token")
+    low, high = torch.stack(torch.aminmax(idx)).tolist()
+    if low < 0 or high >= V:
+        raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of {V} "
+                         f"(ids 0..{V - 1})")
+    if targets is not None:
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx, {tuple(idx.shape)}, got "
+                             f"{tuple(targets.shape)}")
+        bad = (targets >= V) | ((targets < 0) & (targets != IGNORE_INDEX))
+        any_bad, all_ignored = torch.stack([bad.any(), (targets == IGNORE_INDEX).all()]).tolist()  # one sync
+        if any_bad:
+            raise ValueError(f"target {targets[bad][0].item()} is out of range: targets are token ids "
+                             f"0..{V - 1}, or {IGNORE_INDEX} to leave a position out of the loss")
+        if all_ignored:
+            raise ValueError(f"every target is {IGNORE_INDEX} (left out): the mean loss would be 0/0 = NaN; "
+                             f"targets need at least one token id")
+
+
+def _checked_generate_args(idx, max_new_tokens, temperature, top_k, config: GPTConfig) -> int | None:
+    """Check the arguments of `GPT.generate`; returns top_k, capped at the vocabulary size."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's distribution), "
+                         f"got {temperature!r}")
+    if top_k is not None:
+        try:
+            top_k = operator.index(top_k)
+        except TypeError:
+            raise TypeError(f"top_k must be None or an int >= 1, got {type(top_k).__name__} {top_k!r}") from None
+        if not 1 <= top_k:
+            raise ValueError(f"top_k must be None or an int >= 1, got {top_k}")
+        top_k = min(top_k, config.vocab_size)
+    if isinstance(idx, Tensor) and idx.dim() == 2 and idx.shape[1] > config.block_size:
+        _check_inputs(idx[:, -config.block_size:], None, config)  # only the last block_size tokens are read
+    else:
+        _check_inputs(idx, None, config)
+    return top_k

@@ -122,16 +122,8 @@ class MLPLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, block_size: int, emb_dim: int = 24, hidden: int = 256,
                  norm: str = "layer", dropout: float = 0.0):
         super().__init__()
-        self.vocab_size = _check_int("vocab_size", vocab_size, minimum=2)
-        self.block_size = _check_int("block_size", block_size, minimum=1)
-        _check_int("emb_dim", emb_dim, minimum=1)
-        _check_int("hidden", hidden, minimum=1)
-        if not isinstance(norm, str) or norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout is the probability of zeroing a hidden unit and must be in [0, 1), "
-                             f"got {dropout!r}")
-        self.norm_name = norm
+        _check_model_args(vocab_size, block_size, emb_dim, hidden, norm, dropout)
+        self.vocab_size, self.block_size, self.norm_name = vocab_size, block_size, norm
         self.embedding = nn.Embedding(vocab_size, emb_dim)                       # C: (V, emb_dim)
         self.hidden_layer = nn.Linear(block_size * emb_dim, hidden, bias=norm == "none")
         self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](hidden)
@@ -151,10 +143,7 @@ class MLPLanguageModel(nn.Module):
 
     def hidden_activations(self, idx: Tensor) -> Tensor:
         """The tanh outputs (B, hidden), before dropout: near ±1 means saturated (no gradient)."""
-        idx = check_contexts(idx, self.vocab_size, self.block_size)
-        if self.training and self.norm_name == "batch" and len(idx) == 1:
-            raise ValueError("norm='batch' in training mode needs at least 2 contexts per batch to estimate "
-                             "a variance, got 1; call model.eval() to use the running statistics instead")
+        idx = _checked_batch(self, idx)                          # (B, block_size) int64
         emb = self.embedding(idx)                                # (B, block_size, emb_dim)
         x = emb.view(len(idx), -1)                               # (B, block_size * emb_dim)
         return torch.tanh(self.norm(self.hidden_layer(x)))       # (B, hidden)
@@ -174,7 +163,7 @@ class MLPLanguageModel(nn.Module):
         >>> len(out), all(0 <= t < 27 for t in out)
         (5, True)
         """
-        window = self._checked_generate_args(context, max_new_tokens, stop_id, temperature)
+        window = _checked_context(self, context, max_new_tokens, stop_id, temperature)  # the last block_size ids
         device = self.output_layer.weight.device
         was_training = self.training
         self.eval()
@@ -193,29 +182,6 @@ class MLPLanguageModel(nn.Module):
         finally:
             self.train(was_training)
         return new
-
-    def _checked_generate_args(self, context, max_new_tokens, stop_id, temperature) -> list[int]:
-        """The last block_size ids of `context`, after checking every argument of `generate`."""
-        try:
-            context = [operator.index(t) for t in context]
-        except TypeError:
-            raise TypeError(f"context must be a list of int token ids, got {context!r:.80}") from None
-        T, V = self.block_size, self.vocab_size
-        if len(context) < T:
-            raise ValueError(f"generate needs at least block_size={T} context tokens, got {len(context)}; "
-                             f"pad on the left with the boundary id, e.g. [0] * {T - len(context)} + context")
-        bad = [t for t in context if not 0 <= t < V]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of range for a vocabulary of {V} (ids 0..{V - 1})")
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
-                                    or not 0 <= stop_id < V):
-            raise ValueError(f"stop_id must be None or a token id in 0..{V - 1}, got {stop_id!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's own distribution, "
-                             f"smaller is greedier), got {temperature!r}")
-        return context[-T:]
 
     def extra_repr(self) -> str:
         return f"vocab_size={self.vocab_size}, block_size={self.block_size}"
@@ -248,12 +214,61 @@ def check_contexts(idx: Tensor, vocab_size: int, block_size: int) -> Tensor:
                          f"block_size={block_size} tokens; pad shorter contexts on the left with the "
                          f"boundary id, or keep the last {block_size}")
     if idx.shape[0] == 0:
-        raise ValueError("got an empty batch (0 contexts); pass at least one context")
+        raise ValueError("idx is an empty batch (0 contexts); pass at least one context")
     low, high = torch.stack(torch.aminmax(idx)).tolist()
     if low < 0 or high >= vocab_size:
         raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of "
                          f"{vocab_size} (ids 0..{vocab_size - 1})")
     return idx.long()
+
+
+def _check_model_args(vocab_size, block_size, emb_dim, hidden, norm, dropout) -> None:
+    """The arguments of `MLPLanguageModel`, or an error that names the wrong one."""
+    _check_int("vocab_size", vocab_size, minimum=2)
+    _check_int("block_size", block_size, minimum=1)
+    _check_int("emb_dim", emb_dim, minimum=1)
+    _check_int("hidden", hidden, minimum=1)
+    if not isinstance(norm, str) or norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout is the probability of zeroing a hidden unit and must be in [0, 1), "
+                         f"got {dropout!r}")
+
+
+def _checked_batch(model: MLPLanguageModel, idx) -> Tensor:
+    """`idx` as (B, block_size) int64 ids for `model`; BatchNorm in training also needs B >= 2."""
+    idx = check_contexts(idx, model.vocab_size, model.block_size)
+    if model.training and model.norm_name == "batch" and len(idx) == 1:
+        raise ValueError("norm='batch' in training mode needs at least 2 contexts per batch to estimate "
+                         "a variance, got 1; call model.eval() to use the running statistics instead")
+    return idx
+
+
+def _checked_context(model: MLPLanguageModel, context, max_new_tokens, stop_id, temperature) -> list[int]:
+    """The last block_size ids of `context`, after checking every argument of `generate`."""
+    if isinstance(context, (str, bytes)):
+        raise TypeError(f"context must be a list of int token ids, got the {type(context).__name__} "
+                        f"{context!r:.40}; encode it first")
+    try:
+        context = [operator.index(t) for t in context]
+    except TypeError:
+        raise TypeError(f"context must be a list of int token ids, got {context!r:.80}") from None
+    T, V = model.block_size, model.vocab_size
+    if len(context) < T:
+        raise ValueError(f"generate needs at least block_size={T} context tokens, got {len(context)}; "
+                         f"pad on the left with the boundary id, e.g. [0] * {T - len(context)} + context")
+    bad = [t for t in context if not 0 <= t < V]
+    if bad:
+        raise ValueError(f"context: token id {bad[0]} is out of range for a vocabulary of {V} (ids 0..{V - 1})")
+    _check_int("max_new_tokens", max_new_tokens, minimum=0)
+    if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
+                                or not 0 <= stop_id < V):
+        raise ValueError(f"stop_id must be None or a token id in 0..{V - 1}, got {stop_id!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a number > 0 (1.0 samples the model's own distribution, "
+                         f"smaller is greedier), got {temperature!r}")
+    return context[-T:]
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -265,13 +280,18 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 def _checked_targets(logits: Tensor, targets: Tensor) -> Tensor:
-    """`targets` as int64 after checking that they fit `logits`; errors say what was expected."""
+    """`targets` as int64 after checking them and `logits` (finite scores, one row per target);
+    errors say what was expected."""
     if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
         got = f"dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
         raise TypeError(f"logits must be a float tensor (B, V), got {got}")
     if logits.dim() != 2:
         raise ValueError(f"logits must be 2-D, (B, V): one row of scores per example, "
                          f"got shape {tuple(logits.shape)}")
+    if logits.numel() and not torch.isfinite(logits).all():
+        bad = logits[~torch.isfinite(logits)][0].item()
+        raise ValueError(f"logits must be finite numbers, got {bad} (the loss and its gradient would be NaN); "
+                         f"look for an overflow or a division by zero upstream")
     if not isinstance(targets, Tensor) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise TypeError(f"targets must be an integer tensor of token ids (B,), got "
                         f"{targets.dtype if isinstance(targets, Tensor) else type(targets).__name__}")
@@ -279,7 +299,7 @@ def _checked_targets(logits: Tensor, targets: Tensor) -> Tensor:
         raise ValueError(f"targets must have shape (B,) = ({logits.shape[0]},) to match logits "
                          f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
     if len(targets) == 0:
-        raise ValueError("got an empty batch (0 examples)")
+        raise ValueError("logits and targets hold an empty batch (0 examples)")
     low, high = torch.stack(torch.aminmax(targets)).tolist()
     if low < 0 or high >= logits.shape[1]:
         raise ValueError(f"target {low if low < 0 else high} is out of range for {logits.shape[1]} logits "

@@ -51,6 +51,7 @@ scoring all of tinyshakespeare takes seconds (bench/bench_ngram.py).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -125,6 +126,7 @@ def em_mixture_weights(likelihoods: np.ndarray, max_iter: int = 200, tol: float 
     >>> em_mixture_weights(np.array([[0.5, 0.5, 0.5], [0.9, 0.9, 0.05]])).round(3)
     array([0.676, 0.324])
     """
+    likelihoods = _checked_likelihoods(likelihoods, max_iter, tol)  # (K, T) float
     weights = np.full(len(likelihoods), 1 / len(likelihoods))
     for _ in range(max_iter):
         mixed = weights[:, None] * likelihoods                        # (K, T)
@@ -161,13 +163,13 @@ class NgramLM:
         if not isinstance(order, int) or isinstance(order, bool) or order < 1:
             error = ValueError if isinstance(order, int) else TypeError
             raise error(f"order must be an int >= 1 (2 for a bigram model), got {order!r}")
-        if smoothing not in SMOOTHINGS:
+        if not isinstance(smoothing, str) or smoothing not in SMOOTHINGS:
             raise ValueError(f"unknown smoothing {smoothing!r}; allowed: {', '.join(map(repr, SMOOTHINGS))}")
-        if not k > 0:
-            raise ValueError(f"k must be > 0 (add-k adds k to every count; k=0 is 'mle'), got {k!r}")
-        if not 0 < discount < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k < math.inf:
+            raise ValueError(f"k must be > 0 and finite (add-k adds k to every count; k=0 is 'mle'), got {k!r}")
+        if isinstance(discount, bool) or not isinstance(discount, (int, float)) or not 0 < discount < 1:
             raise ValueError(f"discount must be in the open interval (0, 1), got {discount!r}")
-        if not isinstance(min_count, int) or min_count < 1:
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
         if lambdas is not None and smoothing != "interpolated":
             raise ValueError(f"lambdas are only used by smoothing='interpolated', not {smoothing!r}")
@@ -178,8 +180,12 @@ class NgramLM:
         self.vocab: list[str] = []
 
     def _checked_lambdas(self, lambdas: Sequence[float]) -> tuple[float, ...]:
-        lambdas = tuple(float(x) for x in lambdas)
-        if len(lambdas) != self.order + 1 or min(lambdas) < 0 or abs(sum(lambdas) - 1) > 1e-9 or lambdas[0] <= 0:
+        try:
+            lambdas = tuple(float(x) for x in lambdas)
+        except (TypeError, ValueError):
+            raise TypeError(f"lambdas must be a sequence of {self.order + 1} numbers, got {lambdas!r:.80}") from None
+        if len(lambdas) != self.order + 1 or not all(map(math.isfinite, lambdas)) or min(lambdas) < 0 \
+                or abs(sum(lambdas) - 1) > 1e-9 or lambdas[0] <= 0:
             raise ValueError(f"lambdas must be {self.order + 1} weights >= 0 summing to 1 (uniform, unigram, "
                              f"…, {self.order}-gram), the uniform one > 0; got {lambdas}")
         return lambdas
@@ -327,8 +333,13 @@ class NgramLM:
     # ---- using the model ----------------------------------------------------------------------
 
     def sample(self, n: int = 1, *, seed: int | None = None, max_len: int = 100) -> list[list[str]]:
-        """`n` sequences drawn token by token until ``</s>`` (not included) or `max_len` tokens."""
+        """`n` sequences drawn token by token until ``</s>`` (not included) or `max_len` tokens;
+        n=0 gives an empty list."""
         self._check_fitted()
+        _check_int("n", n, minimum=0)
+        _check_int("max_len", max_len, minimum=1)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
         rng, samples = np.random.default_rng(seed), []
         for _ in range(n):
             sequence: list[str] = []
@@ -348,6 +359,7 @@ class NgramLM:
         if self.smoothing != "interpolated":
             raise ValueError(f"tune_lambdas is for smoothing='interpolated', this model uses {self.smoothing!r}")
         self._check_fitted()
+        _check_int("max_iter", max_iter, minimum=1)
         sequences = _checked_sequences(dev_sequences, "tune_lambdas")
         if not sequences:
             raise ValueError("cannot tune on an empty corpus: got no sequences")
@@ -379,6 +391,38 @@ def _checked_sequences(sequences, what: str) -> list[list[str]]:
         i, j, t = next((i, j, t) for i, s in enumerate(sequences) for j, t in enumerate(s) if not isinstance(t, str))
         raise TypeError(f"token {j} of sequence {i} is {t!r} ({type(t).__name__}); tokens must be str")
     for i, sequence in enumerate(sequences):
-        if BOS in sequence:
-            raise ValueError(f"sequence {i} contains {BOS!r}, the padding the model adds itself; remove it")
+        for marker in (BOS, EOS):
+            if marker in sequence:
+                raise ValueError(f"sequence {i} contains {marker!r}, the padding the model adds itself "
+                                 f"(the {'start' if marker == BOS else 'end'} of every sequence); remove it")
     return sequences
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _checked_likelihoods(likelihoods, max_iter, tol) -> np.ndarray:
+    """The arguments of `em_mixture_weights`: likelihoods a (K, T) array of finite probabilities >= 0
+    in which every token has some component that gives it a probability > 0."""
+    _check_int("max_iter", max_iter, minimum=1)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf:
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    try:
+        likelihoods = np.asarray(likelihoods, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"likelihoods must be a (K, T) array of probabilities, got {type(likelihoods).__name__}") from None
+    if likelihoods.ndim != 2 or 0 in likelihoods.shape:
+        raise ValueError(f"likelihoods must be a non-empty 2-D array (K components, T tokens), got shape "
+                         f"{likelihoods.shape}")
+    if not np.isfinite(likelihoods).all() or (likelihoods < 0).any():
+        raise ValueError("likelihoods must be finite probabilities >= 0")
+    if (likelihoods.sum(axis=0) == 0).any():
+        t = int(np.flatnonzero(likelihoods.sum(axis=0) == 0)[0])
+        raise ValueError(f"token {t} has probability 0 under every component: no mixture can explain it "
+                         f"(add a component that gives every token some probability, such as the uniform one)")
+    return likelihoods

@@ -271,13 +271,8 @@ class CharRNN(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_size: int = 256, num_layers: int = 2,
                  cell: str = "lstm", dropout: float = 0.0, impl: str = "torch"):
         super().__init__()
-        self.vocab_size = _check_int("vocab_size", vocab_size, minimum=2)
-        _check_int("emb_dim", emb_dim, minimum=1)
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        if impl not in IMPLEMENTATIONS:
-            raise ValueError(f"impl must be 'torch' (nn.LSTM & co.) or 'lmbook' (from scratch), got {impl!r}")
-        self.cell, self.impl = cell, impl
+        _check_model_args(vocab_size, emb_dim, hidden_size, num_layers, cell, dropout, impl)
+        self.vocab_size, self.cell, self.impl = vocab_size, cell, impl
         self.embedding = nn.Embedding(vocab_size, emb_dim)                       # C: (V, emb_dim)
         self.rnn = IMPLEMENTATIONS[impl][cell](emb_dim, hidden_size, num_layers, batch_first=True,
                                                dropout=dropout if num_layers > 1 else 0.0)
@@ -289,13 +284,13 @@ class CharRNN(nn.Module):
 
     def forward(self, idx: Tensor, state=None, return_state: bool = False):
         """idx (B, T) token ids -> logits (B, T, V); with return_state, (logits, final state)."""
-        out, state = self.rnn(self.embedding(self._checked_ids(idx)), state)   # (B, T, H)
+        out, state = self.rnn(self.embedding(_checked_ids(idx, self.vocab_size)), state)  # (B, T, H)
         logits = self.head(self.dropout(out))                                   # (B, T, V)
         return (logits, state) if return_state else logits
 
     def hidden_states(self, idx: Tensor, state=None) -> Tensor:
         """The top layer's outputs h_t (B, T, H) for a batch of sequences, without dropout."""
-        out, _ = self.rnn(self.embedding(self._checked_ids(idx)), state)
+        out, _ = self.rnn(self.embedding(_checked_ids(idx, self.vocab_size)), state)
         return out
 
     @torch.no_grad()
@@ -312,18 +307,7 @@ class CharRNN(nn.Module):
         >>> len(out), all(0 <= t < 27 for t in out)
         (5, True)
         """
-        try:
-            prompt = [operator.index(t) for t in prompt]
-        except TypeError:
-            raise TypeError(f"prompt must be a list of int token ids, got {prompt!r:.80}") from None
-        if not prompt:
-            raise ValueError("prompt must hold at least one token id (e.g. the boundary id) to start from")
-        _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-        if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
-                                    or not 0 <= stop_id < self.vocab_size):
-            raise ValueError(f"stop_id must be None or a token id in 0..{self.vocab_size - 1}, got {stop_id!r}")
+        prompt = _checked_prompt(prompt, max_new_tokens, temperature, stop_id, self.vocab_size)
         device = self.head.weight.device
         was_training = self.training
         self.eval()
@@ -343,20 +327,6 @@ class CharRNN(nn.Module):
             self.train(was_training)
         return new
 
-    def _checked_ids(self, idx) -> Tensor:
-        if not isinstance(idx, Tensor):
-            raise TypeError(f"idx must be a torch.Tensor of token ids with shape (B, T), got {type(idx).__name__}")
-        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise TypeError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
-        if idx.dim() != 2 or idx.numel() == 0:
-            raise ValueError(f"idx must be a non-empty 2-D tensor (B, T): B sequences of T token ids, "
-                             f"got shape {tuple(idx.shape)}")
-        low, high = torch.stack(torch.aminmax(idx)).tolist()
-        if low < 0 or high >= self.vocab_size:
-            raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of "
-                             f"{self.vocab_size} (ids 0..{self.vocab_size - 1})")
-        return idx.long()
-
 
 # ---- truncated backpropagation through time -------------------------------------------------------------
 
@@ -373,9 +343,7 @@ def tbptt_batches(ids: Tensor, batch_size: int, seq_len: int) -> Iterator[tuple[
     """
     _check_int("batch_size", batch_size, minimum=1)
     _check_int("seq_len", seq_len, minimum=1)
-    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point:
-        raise TypeError(f"ids must be a 1-D tensor of token ids (one long stream), got "
-                        f"{tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__}")
+    _check_stream(ids, "ids")
     n = (len(ids) - 1) // batch_size                                    # columns per row
     if n < seq_len:
         raise ValueError(f"a stream of {len(ids)} tokens cut into batch_size={batch_size} rows gives rows of "
@@ -430,8 +398,11 @@ def evaluate_stream(model: CharRNN, ids: Tensor, num_streams: int = 16, chunk: i
     (Up to num_streams tokens at the end are left out to make the parts equal.)"""
     _check_int("num_streams", num_streams, minimum=1)
     _check_int("chunk", chunk, minimum=1)
-    if not isinstance(ids, Tensor) or ids.dim() != 1 or len(ids) < 2 * num_streams:
-        raise ValueError(f"ids must be a 1-D tensor of at least 2·num_streams = {2 * num_streams} token ids")
+    if not isinstance(model, nn.Module) or not hasattr(model, "head"):  # a CharRNN (or the chapter's copy of it)
+        raise TypeError(f"model must be a CharRNN (evaluate_stream carries its state), got {type(model).__name__}")
+    _check_stream(ids, "ids")
+    if len(ids) < 2 * num_streams:
+        raise ValueError(f"ids must hold at least 2·num_streams = {2 * num_streams} token ids, got {len(ids)}")
     n = len(ids) // num_streams
     rows = ids[: n * num_streams].view(num_streams, n).long().to(model.head.weight.device)  # (S, n)
     was_training, total, state = model.training, 0.0, None
@@ -445,6 +416,70 @@ def evaluate_stream(model: CharRNN, ids: Tensor, num_streams: int = 16, chunk: i
     finally:
         model.train(was_training)
     return total / (num_streams * (n - 1))
+
+
+def _check_model_args(vocab_size, emb_dim, hidden_size, num_layers, cell, dropout, impl) -> None:
+    """The arguments of `CharRNN`, or an error that names the wrong one."""
+    _check_int("vocab_size", vocab_size, minimum=2)
+    _check_int("emb_dim", emb_dim, minimum=1)
+    _check_int("hidden_size", hidden_size, minimum=1)
+    _check_int("num_layers", num_layers, minimum=1)
+    if not isinstance(cell, str) or cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    if not isinstance(impl, str) or impl not in IMPLEMENTATIONS:
+        raise ValueError(f"impl must be 'torch' (nn.LSTM & co.) or 'lmbook' (from scratch), got {impl!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout is the probability of zeroing an output, in [0, 1), got {dropout!r}")
+
+
+def _checked_ids(idx, vocab_size: int) -> Tensor:
+    """`idx` as a (B, T) int64 tensor of ids in 0..vocab_size-1, or an error that says what is wrong."""
+    if not isinstance(idx, Tensor):
+        raise TypeError(f"idx must be a torch.Tensor of token ids with shape (B, T), got {type(idx).__name__}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
+    if idx.dim() != 2 or idx.numel() == 0:
+        raise ValueError(f"idx must be a non-empty 2-D tensor (B, T): B sequences of T token ids, "
+                         f"got shape {tuple(idx.shape)}")
+    low, high = torch.stack(torch.aminmax(idx)).tolist()
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token id {low if low < 0 else high} is out of range for a vocabulary of "
+                         f"{vocab_size} (ids 0..{vocab_size - 1})")
+    return idx.long()
+
+
+def _checked_prompt(prompt, max_new_tokens, temperature, stop_id, vocab_size: int) -> list[int]:
+    """The prompt as a list of ids, after checking every argument of `CharRNN.generate`."""
+    if isinstance(prompt, (str, bytes)):
+        raise TypeError(f"prompt must be a list of int token ids, got the {type(prompt).__name__} "
+                        f"{prompt!r:.40}; encode it first")
+    try:
+        prompt = [operator.index(t) for t in prompt]
+    except TypeError:
+        raise TypeError(f"prompt must be a list of int token ids, got {prompt!r:.80}") from None
+    if not prompt:
+        raise ValueError("prompt must hold at least one token id (e.g. the boundary id) to start from")
+    bad = [t for t in prompt if not 0 <= t < vocab_size]
+    if bad:
+        raise ValueError(f"prompt: token id {bad[0]} is out of range for a vocabulary of {vocab_size} "
+                         f"(ids 0..{vocab_size - 1})")
+    _check_int("max_new_tokens", max_new_tokens, minimum=0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if stop_id is not None and (isinstance(stop_id, bool) or not isinstance(stop_id, int)
+                                or not 0 <= stop_id < vocab_size):
+        raise ValueError(f"stop_id must be None or a token id in 0..{vocab_size - 1}, got {stop_id!r}")
+    return prompt
+
+
+def _check_stream(ids, name: str) -> None:
+    """`ids` must be one long stream: a 1-D integer tensor of token ids >= 0."""
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype.is_complex \
+            or ids.dtype == torch.bool:
+        got = f"dtype {ids.dtype}, shape {tuple(ids.shape)}" if isinstance(ids, Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a 1-D tensor of token ids (integers: one long stream), got {got}")
+    if len(ids) and int(ids.min()) < 0:
+        raise ValueError(f"{name} holds the negative token id {int(ids.min())}; token ids are >= 0")
 
 
 def _batch_size(state) -> int:

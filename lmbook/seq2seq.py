@@ -33,14 +33,18 @@ PAD, BOS, EOS = "<pad>", "<s>", "</s>"  # ids 0, 1, 2 of the target vocabulary; 
 def make_vocabs(pairs: list[tuple[str, str]]) -> tuple[Vocab, Vocab]:
     """Character vocabularies (source, target) of (source text, target text) pairs; the source
     vocabulary starts with PAD, the target one with PAD, BOS, EOS."""
+    _check_pairs(pairs)
     return (Vocab("".join(s for s, _ in pairs), specials=[PAD]),
             Vocab("".join(t for _, t in pairs), specials=[PAD, BOS, EOS]))
 
 
 def encode_sources(texts: list[str], src_vocab: Vocab) -> Tensor:
     """Source ids (B, S), right-padded with PAD (0) to the longest text."""
-    if not texts or any(len(t) == 0 for t in texts):
-        raise ValueError("texts must be a non-empty list of non-empty strings")
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts \
+            or not all(isinstance(t, str) and t for t in texts):
+        raise ValueError(f"texts must be a non-empty list of non-empty strings, got {texts!r:.60}")
+    if not isinstance(src_vocab, Vocab):
+        raise TypeError(f"src_vocab must be a Vocab (see make_vocabs), got {type(src_vocab).__name__}")
     S = max(len(t) for t in texts)
     return torch.tensor([src_vocab.encode(t) + [0] * (S - len(t)) for t in texts])
 
@@ -48,6 +52,9 @@ def encode_sources(texts: list[str], src_vocab: Vocab) -> Tensor:
 def encode_pairs(pairs: list[tuple[str, str]], src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Tensor, Tensor]:
     """X (N, S + T) = [source ids padded to S | <s> y_0 … y_{T-2}], Y (N, T) = [y_0 … y_{T-2} </s>],
     with T = target length + 1. Every target must have the same length (ISO dates do)."""
+    _check_pairs(pairs)
+    if not isinstance(tgt_vocab, Vocab) or any(s not in tgt_vocab.stoi for s in (PAD, BOS, EOS)):
+        raise ValueError(f"tgt_vocab must be a Vocab whose specials are {[PAD, BOS, EOS]} (see make_vocabs)")
     lengths = {len(t) for _, t in pairs}
     if len(lengths) != 1:
         raise ValueError(f"every target must have the same length; got lengths {sorted(lengths)}")
@@ -70,10 +77,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, target_len: int, emb_dim: int = 32,
                  hidden: int = 128, attention: bool = True, bos_id: int = 1):
         super().__init__()
-        for name, value in {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
-                            "target_len": target_len, "emb_dim": emb_dim, "hidden": hidden}.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _check_model_args(src_vocab_size, tgt_vocab_size, target_len, emb_dim, hidden, attention, bos_id)
         self.target_len, self.bos_id, self.use_attention = target_len, bos_id, attention
         self.src_emb = nn.Embedding(src_vocab_size, emb_dim, padding_idx=0)
         self.encoder = nn.LSTM(emb_dim, hidden, batch_first=True)
@@ -86,8 +90,7 @@ class Seq2Seq(nn.Module):
         """src (B, S), right-padded with 0 -> (states h_1..h_S (B, S, H), mask (B, S) True at real
         characters, the last real state and cell (h_S, c_S), each (B, H)). Packing the sequences
         makes the LSTM stop at each row's last real character instead of reading the padding."""
-        if src.dim() != 2 or src.dtype != torch.long:
-            raise ValueError(f"src must be a LongTensor (B, S), got {src.dtype} {tuple(src.shape)}")
+        _check_ids(src, "src", self.src_emb.num_embeddings, "(B, S)")
         mask = src != 0  # (B, S)
         lengths = mask.sum(1)
         if (lengths == 0).any():
@@ -111,10 +114,13 @@ class Seq2Seq(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Teacher forcing: x (B, S + T) from `encode_pairs` -> logits (B, T, V) for every step."""
-        if x.dim() != 2 or x.shape[1] <= self.target_len:
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] <= self.target_len:
             raise ValueError(f"x must be (B, S + T) with T = target_len = {self.target_len} decoder inputs after "
-                             f"the source (see encode_pairs), got shape {tuple(x.shape)}")
+                             f"the source (see encode_pairs), got "
+                             f"{f'shape {tuple(x.shape)}' if isinstance(x, Tensor) else type(x).__name__}")
         src, dec_in = x[:, : -self.target_len], x[:, -self.target_len:]  # (B, S), (B, T)
+        _check_ids(dec_in, "the decoder inputs (the last target_len columns of x)", self.tgt_emb.num_embeddings,
+                   "(B, T)")
         states, mask, state = self.encode(src)
         projected = self.attention.project_keys(states) if self.attention is not None else None
         logits = []
@@ -143,6 +149,10 @@ def translate(model: Seq2Seq, texts: list[str], src_vocab: Vocab, tgt_vocab: Voc
               batch_size: int = 1024) -> list[str]:
     """Greedy translations of `texts`, each cut at its first </s>; the model is put in eval mode
     (and back)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(tgt_vocab, Vocab) or EOS not in tgt_vocab.stoi:
+        raise ValueError(f"tgt_vocab must be the target Vocab, with {EOS!r} among its specials (see make_vocabs)")
     device = next(model.parameters()).device
     was_training, out = model.training, []
     model.eval()
@@ -162,3 +172,36 @@ def exact_match(predictions: list[str], targets: list[str]) -> float:
     if len(predictions) != len(targets) or not targets:
         raise ValueError(f"need as many predictions as targets, at least 1; got {len(predictions)} and {len(targets)}")
     return sum(p == t for p, t in zip(predictions, targets)) / len(targets)
+
+
+# ---- input checks: clear errors instead of "index out of range in self" -------------------------------
+
+def _check_pairs(pairs) -> None:
+    if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or not pairs:
+        raise ValueError(f"pairs must be a non-empty list of (source text, target text), got {pairs!r:.60}")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) and t for t in pair)):
+            raise ValueError(f"pair {i} must be (source text, target text), two non-empty strings, got {pair!r:.60}")
+
+
+def _check_model_args(src_vocab_size, tgt_vocab_size, target_len, emb_dim, hidden, attention, bos_id) -> None:
+    for name, value in {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
+                        "target_len": target_len, "emb_dim": emb_dim, "hidden": hidden}.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not isinstance(attention, bool):
+        raise TypeError(f"attention must be True or False, got {attention!r}")
+    if isinstance(bos_id, bool) or not isinstance(bos_id, int) or not 0 <= bos_id < tgt_vocab_size:
+        raise ValueError(f"bos_id must be a target token id in 0..{tgt_vocab_size - 1}, got {bos_id!r}")
+
+
+def _check_ids(ids, name: str, vocab_size: int, layout: str) -> None:
+    if not isinstance(ids, Tensor) or ids.dtype != torch.long or ids.dim() != 2:
+        got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, Tensor) else type(ids).__name__
+        raise ValueError(f"{name} must be a LongTensor {layout} of token ids, got {got}")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(ids.shape)})")
+    low, high = torch.stack(torch.aminmax(ids)).tolist()
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name}: token id {low if low < 0 else high} is out of range for a vocabulary of "
+                         f"{vocab_size} (ids 0..{vocab_size - 1})")

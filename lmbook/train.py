@@ -69,9 +69,9 @@ def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> 
     """Mean cross-entropy (nats per target) of model(X) against Y over all rows, in eval mode (the
     model's previous mode is restored after); works for logits (B, V) with Y (B,) and logits
     (B, T, V) with Y (B, T). Targets equal to -100 (padding, F.cross_entropy's ignore_index) are
-    left out of both the sum and the count. X and Y go to the model's device `batch_size` rows at a time."""
-    if len(X) != len(Y) or len(X) == 0:
-        raise ValueError(f"X and Y must have the same number of rows, at least 1; got {len(X)} and {len(Y)}")
+    left out of both the sum and the count. X and Y go to the model's device `batch_size` rows at a time.
+    A model that returns (logits, loss), such as lmbook's GPT, is scored on its logits."""
+    _check_evaluate_args(model, X, Y, batch_size)
     n_targets = int((Y != -100).sum())
     if n_targets == 0:
         raise ValueError("every target is -100 (ignored): there is nothing to evaluate")
@@ -81,7 +81,7 @@ def evaluate(model: nn.Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> 
     try:
         for i in range(0, len(X), batch_size):
             x, y = X[i : i + batch_size].to(device), Y[i : i + batch_size].to(device)
-            total += loss_fn(model(x), y, reduction="sum").item()
+            total += loss_fn(logits_of(model(x)), y, reduction="sum").item()
     finally:
         model.train(was_training)
     return total / n_targets
@@ -115,11 +115,16 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
     - early_stopping: the eval set to watch. Training stops after `patience` evaluations without a
       new best (never, with patience=None), and the weights of the best evaluation are restored.
     - grad_clip: clip the gradients' global norm to this value.
-    The model stays on `device` (default: lmbook.env.device()); each batch is moved there.
+    The model stays on `device` (default: lmbook.env.device()); each batch is moved there. The model
+    returns logits, or (logits, loss) as lmbook's GPT does (the loss is then computed here, on the logits).
     """
     from tqdm.auto import tqdm
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     eval_sets = eval_sets or {}
+    if not isinstance(eval_sets, dict) or not all(isinstance(v, (tuple, list)) and len(v) == 2 for v in eval_sets.values()):
+        raise TypeError("eval_sets must be a dict {name: (X, Y)}")
     for name, value in {"steps": steps, "eval_every": eval_every, "patience": 1 if patience is None else patience}.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -129,6 +134,11 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
     if patience is not None and early_stopping is None:
         raise ValueError("patience counts evaluations without improvement on an eval set: "
                          "name that set with early_stopping='dev' (say)")
+    if optimizer is None:
+        for name, value, low in (("lr", lr, "> 0"), ("weight_decay", weight_decay, ">= 0")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not (value > 0 if low == "> 0" else value >= 0):
+                raise ValueError(f"{name} must be a finite number {low}, got {value!r}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip!r}")
     model.to(device or env.device())
@@ -141,7 +151,12 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
         optimizer = torch.optim.AdamW(groups, lr=lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     history, best_state, bad_evals = History(eval_loss={name: [] for name in eval_sets}), None, 0
-    was_training, batches = model.training, iter(batches)  # iter: a list of batches works too
+    try:
+        batches = iter(batches)  # a list of batches works too
+    except TypeError:
+        raise TypeError(f"batches must be an iterator of (x, y) minibatches, such as random_batches(X, Y, "
+                        f"batch_size), got {type(batches).__name__}") from None
+    was_training = model.training
     bar = tqdm(total=steps, disable=not progress, dynamic_ncols=True)
 
     def show_progress(refresh: bool = True) -> None:  # the latest minibatch and eval losses
@@ -174,7 +189,7 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * (1.0 if lr_schedule is None else lr_schedule(step))
             x, y = _next_batch(batches, step)
-            loss = loss_fn(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            loss = loss_fn(logits_of(model(x.to(device, non_blocking=True))), y.to(device, non_blocking=True))
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss is {loss_value} at step {step}: lower the learning rate "
@@ -198,6 +213,24 @@ def train(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], *, steps: 
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def logits_of(output) -> Tensor:
+    """The logits of a model's output: the output itself, or the first of (logits, loss)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _check_evaluate_args(model, X, Y, batch_size) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, t in (("X", X), ("Y", Y)):
+        if not isinstance(t, Tensor) or t.dim() == 0:
+            raise TypeError(f"{name} must be a tensor with one row per example, got "
+                            f"{type(t).__name__ if not isinstance(t, Tensor) else 'a 0-d tensor'}")
+    if len(X) != len(Y) or len(X) == 0:
+        raise ValueError(f"X and Y must have the same number of rows, at least 1; got {len(X)} and {len(Y)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1 (rows per forward pass), got {batch_size!r}")
 
 
 def _next_batch(batches: Iterator[tuple[Tensor, Tensor]], step: int) -> tuple[Tensor, Tensor]:

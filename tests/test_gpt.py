@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from lmbook.checkpoint import CheckpointError
+from lmbook.data import sha256_of
 from lmbook.gpt import GPT, GPTConfig, flops_per_token, load_gpt, param_count, save_gpt
 
 TINY = dict(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -290,7 +292,51 @@ def test_save_and_load_round_trip_is_exact(tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
     for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), name
-    assert json.loads((tmp_path / "m" / "config.json").read_text()) == model.config.to_dict()
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved.pop("weights_sha256") == sha256_of(tmp_path / "m" / "model.safetensors")
+    assert saved == model.config.to_dict()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "no hash", "other weights"])
+def test_load_refuses_weights_that_do_not_match_their_recorded_hash(tmp_path, damage):
+    save_gpt(tiny(), tmp_path / "m")
+    weights, config = tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json"
+    data = bytearray(weights.read_bytes())
+    if damage == "flip":  # 100 bytes inside the tensors: safetensors alone would load them
+        for i in range(len(data) - 100, len(data)):
+            data[i] ^= 0x55
+        weights.write_bytes(bytes(data))
+        match = r"model\.safetensors does not match the sha256 recorded .* not loaded"
+    elif damage == "truncate":
+        weights.write_bytes(bytes(data[: len(data) // 2]))
+        match = "does not match the sha256 recorded"
+    elif damage == "no hash":
+        info = json.loads(config.read_text())
+        del info["weights_sha256"]
+        config.write_text(json.dumps(info))
+        match = r"no sha256 is recorded .* verify=False\) and save it again with save_gpt"
+    else:
+        with torch.no_grad():
+            other = tiny()
+            other.transformer.wte.weight += 1  # the same shapes, other numbers
+        save_gpt(other, tmp_path / "other")
+        weights.write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+        match = "does not match the sha256 recorded"
+    with pytest.raises(CheckpointError, match=match):
+        load_gpt(tmp_path / "m")
+    if damage == "no hash":  # the documented way out for a folder saved before hashes were recorded
+        save_gpt(load_gpt(tmp_path / "m", verify=False), tmp_path / "m")
+        load_gpt(tmp_path / "m")
+
+
+def test_load_names_a_corrupt_config_file(tmp_path):
+    save_gpt(tiny(), tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_bytes(b"{not json")
+    with pytest.raises(CheckpointError, match=r"m/config\.json cannot be read as JSON"):
+        load_gpt(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"config\.json must hold a JSON object"):
+        load_gpt(tmp_path / "m")
 
 
 def test_load_from_a_folder_without_a_model_is_a_clear_error(tmp_path):

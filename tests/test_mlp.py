@@ -286,7 +286,7 @@ MLP_BAD_INPUTS = [
     (torch.zeros(4, 5, dtype=torch.long), ValueError, "got contexts of length 5, but this model reads exactly"),
     (torch.full((4, 8), 31), ValueError, r"token id 31 is out of range for a vocabulary of 27 \(ids 0..26\)"),
     (torch.full((4, 8), -1), ValueError, r"token id -1 is out of range for a vocabulary of 27"),
-    (torch.zeros(0, 8, dtype=torch.long), ValueError, r"got an empty batch \(0 contexts\)"),
+    (torch.zeros(0, 8, dtype=torch.long), ValueError, r"idx is an empty batch \(0 contexts\)"),
 ]
 
 
@@ -305,7 +305,7 @@ def test_mlp_rejects_bad_input(idx, error, match, method):
     (torch.zeros(2, 2, 1, dtype=torch.long), ValueError, r"idx must be 2-D"),
     (torch.tensor([3, 27]), ValueError, r"token id 27 is out of range for a vocabulary of 27 \(ids 0..26\)"),
     (torch.tensor([-2, 0]), ValueError, "token id -2 is out of range"),
-    (torch.zeros(0, dtype=torch.long), ValueError, r"got an empty batch \(0 contexts\)"),
+    (torch.zeros(0, dtype=torch.long), ValueError, r"idx is an empty batch \(0 contexts\)"),
 ])
 def test_neural_bigram_rejects_bad_input(idx, error, match):
     with pytest.raises(error, match=match):

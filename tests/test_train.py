@@ -269,3 +269,37 @@ def test_history_plot_returns_axes():
     _, given = plt.subplots()
     assert History().plot(ax=given) is given  # an empty history draws an empty plot
     plt.close("all")
+
+
+def test_a_model_that_returns_logits_and_loss_trains_and_evaluates_like_one_that_returns_logits():
+    """lmbook's GPT returns (logits, loss); train and evaluate use its logits, as for any other model."""
+    from lmbook.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    stream = torch.arange(12).repeat(40) % 12                          # 0, 1, …, 11, 0, 1, …
+    X, Y = stream[:-1].unfold(0, 8, 1)[:200], stream[1:].unfold(0, 8, 1)[:200]  # (200, 8) each
+    gpt = GPT(GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    before = evaluate(gpt, X, Y)
+    logits, _ = gpt(X)
+    assert before == pytest.approx(F.cross_entropy(logits.flatten(0, 1), Y.flatten()).item(), rel=1e-6)
+    history = train(gpt, random_batches(X, Y, 16, torch.Generator().manual_seed(0)), steps=60, lr=1e-2,
+                    eval_sets={"train": (X, Y)}, eval_every=30, progress=False, device="cpu")
+    assert history.eval_loss["train"][-1] < before / 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=float("nan")), "lr must be a finite number > 0"), (dict(lr=0.0), "lr must be a finite number > 0"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number >= 0"),
+    (dict(weight_decay=float("inf")), "weight_decay must be a finite number >= 0"),
+])
+def test_non_finite_optimizer_settings_are_refused(kwargs, message):
+    X, Y = bigram_data(32, 0)
+    with pytest.raises(ValueError, match=message):
+        train(Bigram(), random_batches(X, Y, 8), steps=2, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5])
+def test_evaluate_refuses_a_batch_size_that_is_not_a_positive_int(batch_size):
+    X, Y = bigram_data(32, 0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        evaluate(Bigram(), X, Y, batch_size=batch_size)  # -1 used to return 0.0: no batch was evaluated
