@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import importlib
 import inspect
+import math
 import os
 import re
 import sys
@@ -347,6 +348,103 @@ def check_exercises(nb, name: str = "notebook") -> list[str]:
     duplicates = sorted({g for g in ids if ids.count(g) > 1})
     if duplicates:
         problems.append(f"{name}: grade_ids used more than once: {duplicates}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers in the prose must come from the run: tests/test_prose_numbers.py
+
+
+_PROSE_NUMBER = re.compile(r"(?<![\w.,\-+/])[-+−]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?"
+                           r"(?:\s?(%)|([kMB])(?!\w)|[x×](?!\w))?(?!\w|[.,]\d)")
+_OUTPUT_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_SKIPPED_SPANS = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]*`|\{cite(?::\w+)?\}`[^`]*`"
+                            r"|\]\([^)]*\)|<[^>\n]*>", re.DOTALL)
+_SECTION_REF = re.compile(r"(?:[Ss]ections?|§|[Cc]hapters?|[Ee]xercises?|[Tt]ables?|[Ff]igures?)\s*$")
+_SUFFIX = {"k": 1e3, "M": 1e6, "B": 1e9}
+
+
+def significant_digits(digits: str) -> int:
+    """Significant digits of a number as written (commas removed): ``"182625"`` -> 6, ``"0.0090"``
+    -> 2, ``"32000"`` -> 2 (trailing zeros of an integer are taken as rounding), ``"98.1"`` -> 3."""
+    if "." in digits:
+        return len(digits.replace(".", "").lstrip("0")) or 1
+    return len(digits.lstrip("0").rstrip("0")) or 1
+
+
+def prose_numbers(markdown: str) -> list[tuple[str, float, int, bool]]:
+    """The numbers of a markdown text that claim a result: ``(as written, value, decimals, cited)``
+    for each number with 3 or more significant digits. Math, code, links, HTML, section and
+    chapter numbers and years (1900-2030) are left out; ``cited`` is True when the sentence holds
+    a ``{cite:...}`` role. A suffix k, M or B multiplies the value; a percentage stays in percent.
+
+    >>> [(w, v) for w, v, _, _ in prose_numbers("It reached 1.5387 on 182,625 pairs (98.1%), in 2017.")]
+    [('1.5387', 1.5387), ('182,625', 182625.0), ('98.1%', 98.1)]
+    """
+    found = []
+    for sentence in re.split(r"(?<=[.!?:;])\s+(?=[A-Z*(\[`$])|\n\s*\n", markdown):
+        cited = "{cite" in sentence
+        text = _SKIPPED_SPANS.sub(lambda m: " " * len(m.group(0)), sentence)
+        for m in _PROSE_NUMBER.finditer(text):
+            integer, fraction, percent, suffix = m.group(1), m.group(2) or "", m.group(3), m.group(4)
+            digits = integer.replace(",", "") + fraction
+            before = text[: m.start()]
+            if _SECTION_REF.search(before) or re.search(r"(?:^|\n)#+\s*$", before) or significant_digits(digits) < 3:
+                continue  # "section 7.10", "## 7.10 The running table", or too few digits to be a result
+            if not fraction and not percent and not suffix and "," not in integer and 1900 <= int(digits) <= 2030:
+                continue  # a year
+            value = float(digits) * (_SUFFIX[suffix] if suffix else 1)
+            found.append((m.group(0).strip().lstrip("-+−"), value, len(fraction) - 1 if fraction else 0, cited))
+    return found
+
+
+def output_numbers(nb) -> list[float]:
+    """Every number in the notebook's stored outputs (text only), commas removed, signs dropped."""
+    values = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for m in _OUTPUT_NUMBER.finditer(_output_text(out)):
+                try:
+                    values.append(abs(float(m.group(0).replace(",", ""))))
+                except ValueError:
+                    pass
+    return values
+
+
+def shown_by(value: float, decimals: int, written: str, outputs: list[float]) -> bool:
+    """Whether an output number, rounded as the prose rounds, gives the prose's number: 1.4697 shows
+    1.47, 226,489 shows 226,000 and 124M, 98.10 shows 98.1%, and 0.981 shows 98.1% too."""
+    digits = re.sub(r"[^\d.]", "", written)
+    sig = significant_digits(digits)
+    candidates = [value] + ([value / 100] if written.endswith("%") else [])
+    for target in candidates:
+        for o in outputs:
+            if "." in digits and target == value and written[-1] not in _SUFFIX:  # decimals: round alike
+                if round(o, decimals) == round(target, decimals):
+                    return True
+            elif o > 0 and target > 0:  # an integer (or a percentage read as a fraction): significant digits
+                scale = 10 ** (math.floor(math.log10(target)) - sig + 1)
+                if round(o / scale) == round(target / scale):
+                    return True
+    return False
+
+
+def check_prose_numbers(nb, name: str = "notebook", quoted: dict[str, str] | None = None) -> list[str]:
+    """Each number with 3+ significant digits in a markdown cell must appear in the notebook's
+    stored outputs (as printed, or rounded as the prose rounds it), unless its sentence cites a
+    source (``{cite:p}`key```) or `quoted` maps the number, as written, to the reason it is quoted."""
+    quoted = quoted or {}
+    outputs = output_numbers(nb)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for written, value, decimals, cited in prose_numbers(cell.source):
+            if cited or written in quoted or shown_by(value, decimals, written, outputs):
+                continue
+            line = next((l for l in cell.source.splitlines() if written in l), "").strip()
+            problems.append(f"{name} cell {i + 1}: {written} is in no output of the notebook (print it above "
+                            f"the sentence, cite its source, or allow-list it with a reason): {line[:100]}")
     return problems
 
 
