@@ -193,3 +193,69 @@ def shakespeare_split(train_fraction: float = 0.9) -> tuple[str, str]:
     text = load_text("tinyshakespeare")
     n = int(train_fraction * len(text))
     return text[:n], text[n:]
+
+
+@dataclass(frozen=True)
+class Poem:
+    title: str
+    author: str
+    text: str  # the poem's lines, joined by newlines
+
+    def __str__(self) -> str:
+        """The poem as the file writes it: title, author, then the lines."""
+        return f"{self.title}\n{self.author}\n{self.text}"
+
+
+def tang_poems() -> list[Poem]:
+    """The 10,008 poems of `tang_poems`, in file order (blocks of title, author and lines, separated
+    by one blank line; one poem has an empty title)."""
+    poems = []
+    for block in load_text("tang_poems").rstrip("\n").split("\n\n"):
+        title, author, *lines = block.split("\n")
+        poems.append(Poem(title, author, "\n".join(lines)))
+    return poems
+
+
+def tang_poems_split(seed: int = 0) -> tuple[list[Poem], list[Poem], list[Poem]]:
+    """The book's split of `tang_poems` by poem: about 80/10/10 (train, val, test) *for every poet*.
+
+    Each poet's poems are shuffled with a generator seeded by `seed` and dealt in turn to the ten
+    parts starting at a random part, parts 0 to 7 for training, 8 for validation, 9 for test; so a
+    poet with 1,148 poems has 115 in validation and 115 in test. The language model of chapter 7
+    trains on the training poems only, and chapter 10 evaluates its classifiers on validation and test
+    poems only: no test poem was ever seen by the pretrained model.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int (0: the book's split), got {type(seed).__name__} {seed!r}")
+    rng = random.Random(seed)
+    by_author: dict[str, list[int]] = {}
+    poems = tang_poems()
+    for i, poem in enumerate(poems):
+        by_author.setdefault(poem.author, []).append(i)
+    part = [0] * len(poems)
+    for author in sorted(by_author):
+        order = by_author[author][:]
+        rng.shuffle(order)
+        start = rng.randrange(10)
+        for k, i in enumerate(order):
+            part[i] = (start + k) % 10
+    splits: tuple[list[Poem], list[Poem], list[Poem]] = ([], [], [])
+    for poem, p in zip(poems, part):  # each split keeps the file's order
+        splits[0 if p < 8 else 1 if p == 8 else 2].append(poem)
+    return splits
+
+
+def lm_split(name: str) -> tuple[str, str]:
+    """(train, validation) text of a dataset for a character-level language model, in the book's
+    standard split: nanoGPT's 90/10 for tinyshakespeare, `tang_poems_split` for tang_poems (poems
+    separated by a blank line), makemore's for names (one name a line), 90/10 for the others."""
+    if name == "tinyshakespeare":
+        return shakespeare_split()
+    if name == "tang_poems":
+        train, val, _ = tang_poems_split()
+        return "\n\n".join(map(str, train)) + "\n\n", "\n\n".join(map(str, val)) + "\n\n"
+    if name == "names":
+        train, dev, _ = names_split()
+        return "\n".join(train) + "\n", "\n".join(dev) + "\n"
+    text = load_text(name)  # any other dataset: the first 90% of its characters, then the rest
+    return text[: int(0.9 * len(text))], text[int(0.9 * len(text)):]

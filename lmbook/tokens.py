@@ -92,18 +92,30 @@ def prepare_chars(text: str, out_dir: str | os.PathLike, train_fraction: float =
     with the vocabulary. Returns the meta dict."""
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction!r}")
-    chars = char_vocab(text)
-    if len(chars) > MAX_VOCAB:
-        raise ValueError(f"text holds {len(chars):,} distinct characters, more than the {MAX_VOCAB:,} ids a uint16 "
-                         f"token file can hold; use a subword tokenizer (lmbook.bpe) for such text")
+    chars = char_vocab(text)  # also: text must be a non-empty string
     n = int(train_fraction * len(text))
     if n < 2 or len(text) - n < 2:
         raise ValueError(f"text of {len(text)} characters is too short to split {train_fraction}/{1 - train_fraction:.2g}")
+    return prepare_char_split(text[:n], text[n:], out_dir, vocab_text="".join(chars))
+
+
+def prepare_char_split(train_text: str, val_text: str, out_dir: str | os.PathLike, vocab_text: str | None = None) -> dict:
+    """Encode a training and a validation text character by character into out_dir/train.bin and
+    out_dir/val.bin, with the vocabulary of `vocab_text` (default: both texts; pass the whole corpus
+    so that every character of it has an id), and write out_dir/meta.json. Returns the meta dict."""
+    for name, t in (("train_text", train_text), ("val_text", val_text)):
+        if not isinstance(t, str) or len(t) < 2:
+            raise ValueError(f"{name} must be a string of at least 2 characters, got "
+                             f"{type(t).__name__} of length {len(t) if hasattr(t, '__len__') else '?'}")
+    chars = char_vocab(train_text + val_text if vocab_text is None else vocab_text)
+    if len(chars) > MAX_VOCAB:
+        raise ValueError(f"text holds {len(chars):,} distinct characters, more than the {MAX_VOCAB:,} ids a uint16 "
+                         f"token file can hold; use a subword tokenizer (lmbook.bpe) for such text")
     out_dir = Path(out_dir)
-    write_tokens(encode_chars(text[:n], chars), out_dir / "train.bin")
-    write_tokens(encode_chars(text[n:], chars), out_dir / "val.bin")
+    write_tokens(encode_chars(train_text, chars), out_dir / "train.bin")
+    write_tokens(encode_chars(val_text, chars), out_dir / "val.bin")
     meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-            "train_tokens": n, "val_tokens": len(text) - n}
+            "train_tokens": len(train_text), "val_tokens": len(val_text)}
     write_atomically(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
     return meta
 

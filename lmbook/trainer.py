@@ -110,7 +110,7 @@ class TrainConfig:
     tensorboard: bool = False
     # system
     device: str = "auto"                   # "auto" (cuda if present), "cpu", "cuda"
-    dtype: str = "auto"                    # "auto" (bfloat16 where supported, else float32), "float32", "bfloat16", "float16"
+    dtype: str = "auto"                    # "auto" (bfloat16 on GPUs and CPUs with bf16 instructions, else float32), "float32", "bfloat16", "float16"
     tf32: bool = True                      # TF32 matrix products for float32 work on Ampere and newer GPUs
     compile: bool | None = None            # None: on for CUDA, off for CPU
     fused_adamw: bool | None = None        # None: on for CUDA, off for CPU
@@ -256,10 +256,20 @@ def resolve_device(config: TrainConfig, local_rank: int = 0) -> torch.device:
     return torch.device(config.device)
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively (a CPU without bf16 instructions emulates it,
+    slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """The autocast dtype: bfloat16 on GPUs that support it, float32 otherwise (for 'auto')."""
+    """The autocast dtype for 'auto': bfloat16 on GPUs that support it and on CPUs with bf16
+    instructions (AVX512-BF16 or AMX), float32 otherwise."""
     if config.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if bf16_native(device) else torch.float32
     dtype = DTYPES[config.dtype]
     if dtype == torch.float16 and device.type != "cuda":
         raise ValueError("dtype float16 (with loss scaling) is for CUDA GPUs; on a CPU use float32 or bfloat16")
@@ -720,13 +730,35 @@ class Trainer:
 
     def export(self) -> Path:
         """Write the trained weights (in export_dtype) and what is needed to use them into out_dir:
-        model.safetensors, config.json (model and tokenizer), metrics.json."""
+        model.safetensors, config.json (model, tokenizer, settings, the weights' sha256 and a check
+        value), samples.txt. The check value is the exported model's loss on a fixed slice of the
+        validation tokens, on the CPU in float32: `lmbook.models.check` recomputes it."""
+        from lmbook import gpt, models
+
         dtype = DTYPES[self.config.export_dtype]
         path = checkpoint.save_weights(self.raw_model, self.out_dir / "model.safetensors", dtype=dtype)
+        exported = gpt.GPT(self.model_config)  # the weights as a reader loads them: cast to export_dtype and back
+        checkpoint.load_weights(exported, path)
+        exported.eval()
+        windows = min(models.CHECK_WINDOWS, (len(self.val_tokens) - 1) // self.config.block_size)
+        check = {"windows": windows, "loss": models.check_loss(exported, self.val_tokens, self.config.block_size, windows)}
         info = {"model": self.model_config.to_dict(), "tokenizer": self.meta, "train": self.config.to_dict(),
-                "weights_dtype": self.config.export_dtype, "weights_sha256": sha256_of(path)}
+                "weights_dtype": self.config.export_dtype, "weights_sha256": sha256_of(path), "check": check}
         _write_json(self.out_dir / "config.json", info)
+        if self.meta.get("tokenizer") == "char":
+            self._write_samples(exported)
         return path
+
+    def _write_samples(self, model: nn.Module, n: int = 3, length: int = 500) -> None:
+        """samples.txt: `n` samples of `length` characters, each started from a newline (or id 0)."""
+        chars = self.meta["chars"]
+        start = torch.tensor([[chars.index("\n") if "\n" in chars else 0]])
+        generator = torch.Generator().manual_seed(self.config.seed)
+        texts = [tokens.decode_chars(model.generate(start, length, temperature=0.8, generator=generator)[0].tolist(), chars)
+                 for _ in range(n)]
+        header = (f"{n} samples of {length} characters from {self.out_dir.name}/model.safetensors at step {self.step}, "
+                  f"each started from a newline; temperature 0.8, torch.Generator seeded with {self.config.seed}.\n")
+        checkpoint.write_atomically(self.out_dir / "samples.txt", header + "\n" + "\n\n==========\n".join(texts) + "\n")
 
     def _write_metrics(self) -> None:
         _write_json(self.out_dir / "metrics.json", dataclasses.asdict(self.metrics))
@@ -780,9 +812,9 @@ def _load_data(config: TrainConfig, is_main: bool, world_size: int) -> tuple[tup
     """The token files in data_dir, written from `dataset` first if they are missing (by one process)."""
     data_dir = Path(config.data_dir)
     if is_main and not (data_dir / "meta.json").is_file():
-        from lmbook.data import load_text
+        from lmbook.data import lm_split, load_text
 
-        tokens.prepare_chars(load_text(config.dataset), data_dir)
+        tokens.prepare_char_split(*lm_split(config.dataset), data_dir, vocab_text=load_text(config.dataset))
     if world_size > 1:
         dist.barrier()
     meta = tokens.read_meta(data_dir)

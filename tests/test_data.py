@@ -129,3 +129,28 @@ def test_shakespeare_split_is_nanogpts():
     assert train + val == text
     assert len(train) == int(0.9 * len(text)) == 1003854
     assert train.startswith("First Citizen:")
+
+
+def test_tang_poems_parse_back_to_the_file():
+    poems = data.tang_poems()
+    assert len(poems) == 10_008 and sum(p.title == "" for p in poems) == 1
+    assert "\n\n".join(map(str, poems)) + "\n" == data.load_text("tang_poems")
+
+
+def test_tang_poems_split_is_by_poem_for_every_poet_and_fixed():
+    train, val, test = data.tang_poems_split()
+    assert (len(train), len(val), len(test)) == (7993, 1004, 1011)
+    assert data.tang_poems_split() == (train, val, test)  # the same split every time
+    assert not {str(p) for p in train} & {str(p) for p in val + test}
+    for poet, n in [("李白", 1148), ("王維", 401)]:  # about a tenth of each poet's poems in val and in test
+        counts = [sum(p.author == poet for p in split) for split in (train, val, test)]
+        assert sum(counts) == n and all(abs(c - n / 10) <= 1 for c in counts[1:]), counts
+
+
+def test_lm_split_of_each_dataset():
+    train, val = data.lm_split("tinyshakespeare")
+    assert (train, val) == data.shakespeare_split()
+    train, val = data.lm_split("tang_poems")
+    assert val.count("\n\n") == 1004 and val.endswith("\n\n")
+    with pytest.raises(data.DatasetError, match="unknown dataset"):
+        data.lm_split("nope")

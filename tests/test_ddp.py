@@ -22,7 +22,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     prepare_chars(TEXT, tmp_path / "data")
     settings = dict(data_dir=str(tmp_path / "data"), n_layer=1, n_head=2, n_embd=16, block_size=16,
                     dropout=0.0, max_steps=6, warmup_steps=2, lr=3e-3, eval_every=3, eval_windows=40,
-                    log_every=2, progress=False, seed=0, device="cpu")
+                    log_every=2, progress=False, seed=0, device="cpu", dtype="float32")
     single = Trainer(TrainConfig(out_dir=str(tmp_path / "one"), batch_size=8, **settings))
     expected = single.fit()
 

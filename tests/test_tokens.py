@@ -75,3 +75,13 @@ def test_errors(tmp_path):
         BatchSampler(np.arange(50, dtype=np.uint16), 4, 2, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         BatchSampler(np.arange(50, dtype=np.uint16), 4, 0)
+
+
+def test_prepare_char_split_keeps_the_whole_vocabulary(tmp_path):
+    from lmbook import tokens
+
+    meta = tokens.prepare_char_split("abab", "abcb", tmp_path, vocab_text="abcdz")
+    assert meta["chars"] == list("abcdz") and meta["train_tokens"] == 4 and meta["val_tokens"] == 4
+    assert tokens.read_tokens(tmp_path / "val.bin").tolist() == [0, 1, 2, 1]
+    with pytest.raises(ValueError, match="val_text must be a string of at least 2 characters"):
+        tokens.prepare_char_split("abab", "", tmp_path)

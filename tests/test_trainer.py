@@ -28,7 +28,8 @@ def data_dir(tmp_path):
 def tiny(tmp_path, data_dir, **overrides) -> TrainConfig:
     values = dict(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), n_layer=1, n_head=2, n_embd=16,
                   block_size=16, dropout=0.0, batch_size=4, max_steps=12, warmup_steps=3, lr=3e-3, min_lr=3e-4,
-                  eval_every=6, eval_windows=32, log_every=4, progress=False, seed=0)
+                  eval_every=6, eval_windows=32, log_every=4, progress=False, seed=0,
+                  dtype="float32")  # exact comparisons: float32 (auto is bfloat16 on CPUs with bf16 instructions)
     return TrainConfig(**(values | overrides))
 
 
