@@ -19,7 +19,9 @@ Attention runs on one of two paths that give the same result (tests/test_gpt.py)
   formula softmax(QKᵀ/√d_head + mask)·V written out (the teaching path).
 
 All heads are computed at once as one batched matrix product, (B, n_head, T, d_head): there is no
-Python loop over heads or positions. The layout and the GELU (tanh approximation) are GPT-2's, so
+Python loop over heads or positions. ``forward(idx, cache=...)`` reads idx as the continuation of
+the tokens whose keys and values a KV cache holds (chapter 8, lmbook.generate), so that generating
+a token costs one position, not the whole context. The layout and the GELU (tanh approximation) are GPT-2's, so
 Hugging Face's ``GPT2LMHeadModel`` weights load into it exactly (lmbook/hf.py).
 
 Bad input is a clear error: a sequence longer than ``block_size``, a token id outside the
@@ -111,17 +113,22 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache=None) -> Tensor:
         B, T, C = x.shape                                                    # (B, T, d)
         q, k, v = self.c_attn(x).split(C, dim=2)                             # 3 × (B, T, d)
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for z in (q, k, v))                                       # 3 × (B, nh, T, hs)
+        mask, causal = None, self.causal
+        if cache is not None:  # generation (chapter 8): the new tokens also attend to the cached ones
+            k, v, mask = cache.update(k, v)                                  # 2 × (B, nh, T_past + T, hs)
+            causal = False                                                   # the mask says who sees whom
         dropout_p = self.dropout if self.training else 0.0
         if self.attention == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
         else:
             from lmbook import attention  # chapter 4's code: the same formula, written out
-            y = attention.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=dropout_p)
+            y = attention.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                       dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)                     # concatenate heads: (B, T, d)
         return self.resid_dropout(self.c_proj(y))
 
@@ -153,8 +160,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: Tensor, cache=None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -207,18 +214,23 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx: Tensor, targets: Tensor | None = None, cache=None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids, T <= block_size -> (logits (B, T, V), mean cross-entropy or None).
 
         targets (B, T): the next token at every position; IGNORE_INDEX (-100) leaves one out.
+        cache: a KV cache (chapter 8, lmbook.generate.KVCache) that holds the keys and values of the
+        tokens before idx; idx continues them, and the cache keeps the new keys and values too.
         """
         if self.check_inputs:
             _check_inputs(idx, targets, self.config)
         B, T = idx.shape
-        pos = torch.arange(T, device=idx.device)                             # (T,) positions 0..T-1
+        if cache is None:
+            pos = torch.arange(T, device=idx.device)                         # (T,) positions 0..T-1
+        else:
+            pos = cache.next_positions(T, idx.device)                        # the positions after the cached tokens
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, d)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x) if cache is None else block(x, cache.layers[i])
         logits = self.lm_head(self.transformer.ln_f(x))                      # (B, T, V)
         loss = None
         if targets is not None:
