@@ -1,7 +1,7 @@
 # LM Book: two commands do everything on a fresh machine.
 #   make test   creates .venv if missing, installs, runs every test (unit, notebooks, book, assignments)
 #   make book   creates .venv if missing, installs, builds the HTML book into _build/html (offline)
-# Also: make lab, make assignments, make notebooks (re-run chapters, save outputs), make bench.
+# Also: make lab, make assignments, make notebooks (re-run chapters, save outputs), make bench, make models.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -28,7 +28,7 @@ endif
 MATHJAX := vendor/mathjax/tex-mml-chtml.js
 PROFILE ?= cpu
 
-.PHONY: test book lab assignments notebooks bench venv clean
+.PHONY: test book lab assignments notebooks bench models venv clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,11 @@ assignments: $(STAMP)
 # Re-execute every chapter in a fresh kernel at the reader's profile and save the outputs.
 notebooks: $(STAMP)
 	LMBOOK_PROFILE=$(PROFILE) $(BIN)/python tools/notebooks.py execute chapters/*.py
+
+# The book's trained models (runs/<name>/), each re-made by one command on the CPU (see README).
+models: $(STAMP)
+	$(BIN)/python -m lmbook.trainer --config configs/shakespeare_char.json
+	$(BIN)/python -m lmbook.trainer --config configs/tang_poems_char.json
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -5,14 +5,14 @@ its schedule chosen by a sweep on the device, then trained once more with the GP
     python bench/gpu_reference.py --tiny     # a dry run of the same steps on a CPU, in seconds
 
 1. The sweep: each entry of SWEEP (batch, steps, learning rate, dropout) on top of
-   configs/shakespeare_char.json, started at once as separate `lmbook.trainer` processes that share
+   configs/nanogpt_shakespeare_char.json, started at once as separate `lmbook.trainer` processes that share
    the GPU. Their losses are what a run alone gives; their times are not (they share the device).
    The table goes to bench/results/shakespeare_char_gpu_sweep.{txt,json}.
 2. The entry with the lowest final validation loss is written to configs/shakespeare_char_gpu.json
    and trained alone with the command a reader would type,
    `python -m lmbook.trainer --config configs/shakespeare_char_gpu.json`, into runs/shakespeare_char_gpu/:
    model.safetensors (bf16), config.json, metrics.json (device, torch and CUDA versions, the command)
-   and samples.txt. The training checkpoint (fp32 weights and AdamW moments) is deleted.
+   and samples.txt. The training checkpoints (fp32 weights and AdamW moments) are deleted.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ import torch  # noqa: E402
 
 from lmbook import tokens  # noqa: E402
 from lmbook.data import load_text  # noqa: E402
-from lmbook.trainer import load_run  # noqa: E402
 
 GOAL = 1.45  # validation nats per character
-# (name, settings over configs/shakespeare_char.json). nanoGPT's own schedule runs 5,000 steps of batch 64,
+# (name, settings over configs/nanogpt_shakespeare_char.json). nanoGPT's own schedule runs 5,000 steps of batch 64,
 # but a reader of nanoGPT reports its best validation loss at step 1,750 (nanoGPT issue 211): the sweep
 # ends the cosine near there, and trades steps for a larger batch.
 SWEEP = [
@@ -151,17 +150,8 @@ def reference_run(config_file: Path, seconds: float) -> dict:
     say(f"val <= {GOAL}: " + (f"first seen at the evaluation after step {reached}, after {seconds_to_goal:.1f} s of training "
                                f"({seconds_to_goal - first:.1f} s without the first step)" if reached else "not reached"))
 
-    model, meta = load_run(out_dir, device="cuda" if torch.cuda.is_available() else "cpu")
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(1337)
-    start_id = torch.tensor([[meta["chars"].index("\n")]], device=next(model.parameters()).device)
-    samples = [tokens.decode_chars(model.generate(start_id, 500, temperature=0.8, generator=gen)[0].tolist(), meta["chars"])
-               for _ in range(3)]
-    (out_dir / "samples.txt").write_text(
-        f"Three samples of 500 characters from runs/{out_dir.name}/model.safetensors, each started from a newline;\n"
-        f"temperature 0.8, torch.Generator seeded with 1337, sampled on {m['info']['device']}.\n\n"
-        + "\n\n==========\n".join(samples) + "\n", encoding="utf-8")
-    say("--- a sample ---")
-    say(samples[0][:300])
+    say("--- a sample (runs/{}/samples.txt, written by the trainer) ---".format(out_dir.name))
+    say((out_dir / "samples.txt").read_text(encoding="utf-8").split("\n\n", 1)[1][:300])
     return summary
 
 
@@ -193,7 +183,7 @@ def main() -> None:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     results = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "goal": GOAL,
-               "base": "configs/shakespeare_char.json", "command": "python bench/gpu_reference.py"}
+               "base": "configs/nanogpt_shakespeare_char.json", "command": "python bench/gpu_reference.py"}
     earlier = results_dir / "shakespeare_char_gpu_sweep.json"
     if args.skip_sweep and earlier.is_file():  # keep the sweep's table and the earlier runs beside the new run
         results = json.loads(earlier.read_text())
@@ -204,7 +194,7 @@ def main() -> None:
         say(f"device: {device} | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | torch {torch.__version__}, "
             f"CUDA {torch.version.cuda}")
     if not args.skip_sweep:
-        say(f"1. the sweep: {len(sweep)} settings over configs/shakespeare_char.json, run at once on one GPU "
+        say(f"1. the sweep: {len(sweep)} settings over configs/nanogpt_shakespeare_char.json, run at once on one GPU "
             f"(losses as alone; times shared)")
         rows = run_sweep(base, sweep, args.sweep_seconds, ROOT / "runs" / f"{name}_sweep")
         show_sweep(rows)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from lmbook import ngram  # noqa: E402
 from lmbook.data import lm_split  # noqa: E402
 
-MAX_ORDER = 8
+MAX_ORDER = 12
 DATASETS = ("tinyshakespeare", "tang_poems")
 
 
