@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement the book reports, in one go on one CUDA GPU (about 6 minutes on an H100/H200; 9 with SWEEP=1):
+# Every GPU measurement the book reports, in one go on one CUDA GPU (about 5 minutes on an H200, 6 with SWEEP=1):
 #
 #   bash bench/gpu_all.sh
 #
