@@ -12,6 +12,7 @@ from the log-probability of each token of a held-out text given the tokens befor
   `bootstrap_interval` and `paired_bootstrap` (intervals over held-out *segments*: neighbouring
   tokens are not independent, so resampling single tokens would claim too much precision);
 - `calibration`: the reliability of the top-token probabilities (Guo et al. 2017);
+- `distinct_n` and `repetition_rate`: how varied generated text is, and how much it repeats itself;
 - `multiple_choice_questions` and `multiple_choice_accuracy`: a test in the style of HellaSwag
   (Zellers et al. 2019) scored by likelihood: which of four next lines does the model find most
   probable after a passage?
@@ -206,6 +207,38 @@ def calibration(top_prob: Tensor, hit: Tensor, bins: int = 10) -> Calibration:
     return Calibration(conf, acc, count.long(), ece)
 
 
+# ---- what generated text looks like: diversity and repetition --------------------------------------------------
+
+
+def _word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = text.split()
+    return [tuple(words[i: i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct-n (Li et al. 2016): the distinct word n-grams of a set of texts over all their word
+    n-grams, 1.0 when nothing repeats, near 0 when every text says the same thing.
+
+    >>> distinct_n(["a b a b", "a b c"], 2)   # bigrams ab ba ab ab bc: 3 distinct of 5
+    0.6
+    """
+    _check_n(n)
+    grams = [g for t in texts for g in _word_ngrams(t, n)]
+    return len(set(grams)) / len(grams) if grams else math.nan
+
+
+def repetition_rate(text: str, n: int = 3) -> float:
+    """The fraction of the word n-grams of a text that already occurred earlier in it (Welleck et al.
+    2020's seq-rep-n): 0 for text that never repeats itself, near 1 for a loop.
+
+    >>> repetition_rate("to be or not to be or not", 2)   # 7 bigrams, the last 3 repeat earlier ones
+    0.42857142857142855
+    """
+    _check_n(n)
+    grams = _word_ngrams(text, n)
+    return (len(grams) - len(set(grams))) / len(grams) if grams else math.nan
+
+
 # ---- multiple choice, scored by likelihood ------------------------------------------------------------------
 
 
@@ -250,28 +283,41 @@ def multiple_choice_questions(text: str, n: int, n_choices: int = 4, context_cha
 def causal_scorer(model: nn.Module, encode: Callable[[str], Sequence[int]], max_len: int | None = None):
     """A scorer for `multiple_choice_accuracy`: (context, choices) -> the log-probability (float64) of each
     choice given the context, from any model that maps (B, T) ids to (B, T, V) logits causally (a GPT,
-    an RNN, a `FixedContext` MLP). Each row is context + choice, cut from the left to `max_len` tokens
-    (a GPT's block_size) and padded on the right, which a causal model never reads."""
+    an RNN, a `FixedContext` MLP). The context is cut from the left so that it and the longest choice
+    fit in `max_len` tokens (a GPT's block_size). A GPT reads the context once, into a KV cache that the
+    choices share; other models read context + choice in one row per choice. Rows are padded on the
+    right, which a causal model never reads."""
+    from lmbook.generate import KVCache
+    from lmbook.gpt import GPT
 
     @torch.no_grad()
     def score(context: str, choices: list[str]) -> Tensor:
         device = next(model.parameters()).device
-        rows, lengths = [], []
-        for choice in choices:
-            ids = list(encode(context + choice))
-            rows.append(ids[-(max_len + 1):] if max_len else ids)
-            lengths.append(len(encode(choice)))
-        T = max(len(r) for r in rows)
-        x = torch.tensor([r + [r[-1]] * (T - len(r)) for r in rows], device=device)   # (n_choices, T)
+        conts = [list(encode(c)) for c in choices]
+        longest = max(len(c) for c in conts)
+        ctx = list(encode(context))
+        if max_len is not None:
+            if max_len - longest < 1:
+                raise ValueError(f"a choice of {longest} tokens leaves no room for context in max_len={max_len}")
+            ctx = ctx[-(max_len - longest):]
+        n = len(choices)
+        conts_x = torch.tensor([c + [c[-1]] * (longest - len(c)) for c in conts], device=device)  # (n, longest)
         was_training = model.training
         model.eval()
         try:
-            logp = _at_least_float32(_logits(model, x[:, :-1])).log_softmax(-1)
+            if isinstance(model, GPT):                                    # the context once, shared by the choices
+                cache = KVCache(model.config)
+                first = model(torch.tensor([ctx], device=device), cache=cache)[0][:, -1:]   # (1, 1, V)
+                cache.reorder(torch.zeros(n, dtype=torch.long, device=device))
+                rest = model(conts_x[:, :-1], cache=cache)[0] if longest > 1 else first[:, :0].expand(n, 0, -1)
+                logits = torch.cat([first.expand(n, 1, -1), rest], dim=1)                   # (n, longest, V)
+            else:
+                x = torch.cat([torch.tensor([ctx] * n, device=device), conts_x], dim=1)     # (n, len(ctx) + longest)
+                logits = _logits(model, x[:, :-1])[:, len(ctx) - 1:]                       # (n, longest, V)
         finally:
             model.train(was_training)
-        token_logp = logp.gather(-1, x[:, 1:, None])[..., 0].double()                  # (n_choices, T - 1)
-        return torch.stack([token_logp[i, len(r) - 1 - n: len(r) - 1].sum()
-                            for i, (r, n) in enumerate(zip(rows, lengths))]).cpu()
+        logp = _at_least_float32(logits).log_softmax(-1).gather(-1, conts_x[..., None])[..., 0].double()  # (n, longest)
+        return torch.stack([logp[i, : len(c)].sum() for i, c in enumerate(conts)]).cpu()
     return score
 
 
@@ -284,17 +330,17 @@ def ngram_scorer(model):
     return score
 
 
-def multiple_choice_accuracy(score, questions: list[Question], per_char: bool = False) -> Tensor:
-    """For each question, whether the most probable choice is the true one (bool (n,)); `score` is a
-    scorer (`causal_scorer`, `ngram_scorer`). per_char=True ranks the choices by log-probability per
-    character instead of in total (HellaSwag's "acc_norm"): the total favours short choices."""
-    hits = []
+def multiple_choice_accuracy(score, questions: list[Question]) -> tuple[Tensor, Tensor]:
+    """For each question, whether the most probable choice is the true one: (hits (n,) ranking the
+    choices by total log-probability, hits (n,) ranking them by log-probability per character,
+    HellaSwag's "acc_norm"); the total favours short choices. `score` is a scorer (`causal_scorer`,
+    `ngram_scorer`), called once per question."""
+    total, per_char = [], []
     for q in questions:
         logp = score(q.context, q.choices)
-        if per_char:
-            logp = logp / torch.tensor([len(c) for c in q.choices], dtype=torch.float64)
-        hits.append(int(logp.argmax()) == q.answer)
-    return torch.tensor(hits)
+        total.append(int(logp.argmax()) == q.answer)
+        per_char.append(int((logp / torch.tensor([len(c) for c in q.choices], dtype=torch.float64)).argmax()) == q.answer)
+    return torch.tensor(total), torch.tensor(per_char)
 
 
 # ---- input checks ----------------------------------------------------------------------------------------------
@@ -325,6 +371,11 @@ def _check_bootstrap(segments, samples, level) -> None:
             raise ValueError(f"{name} must be an int >= 2, got {value!r}")
     if not isinstance(level, float) or not 0 < level < 1:
         raise ValueError(f"level must be a float in (0, 1), like 0.95, got {level!r}")
+
+
+def _check_n(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1 (the n-gram length, in words), got {n!r}")
 
 
 def _check_questions_args(n, n_choices, context_chars, min_chars) -> None:

@@ -524,17 +524,21 @@ def speculative_accept(p: Tensor, q: Tensor, drafts: Tensor, greedy: bool = Fals
 
 @dataclass
 class SpeculativeStats:
-    """What a speculative run did: draft tokens proposed and accepted, forward passes of each model."""
+    """What a speculative run did: draft tokens proposed, accepted and rejected (a round ends at its
+    first rejection: the drafts after it are never checked), forward passes of each model."""
 
     proposed: int = 0
     accepted: int = 0
+    rejected: int = 0
     target_calls: int = 0
     draft_calls: int = 0
     emitted: int = 0
 
     @property
     def acceptance_rate(self) -> float:
-        return self.accepted / self.proposed if self.proposed else math.nan
+        """α: the fraction of the draft tokens checked that were accepted (E[Σ min(p, q)] per token)."""
+        checked = self.accepted + self.rejected
+        return self.accepted / checked if checked else math.nan
 
     @property
     def tokens_per_target_call(self) -> float:
@@ -587,6 +591,7 @@ def speculative_generate(target, draft, idx: Tensor, max_new_tokens: int, k: int
                                             greedy=greedy, generator=generator)
                 stats.proposed += n_draft
                 stats.accepted += n
+                stats.rejected += n < n_draft
                 out += drafts[:n] + [nxt]
                 t_dec.rollback(n_draft - n)                               # forget the rejected drafts
                 t_pending = torch.tensor([[nxt]], device=idx.device)

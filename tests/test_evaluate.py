@@ -136,6 +136,15 @@ def test_calibration_bins_are_the_formula():
     assert E.calibration(p, torch.rand(50_000, generator=g) < p).ece < 0.01, "calibrated by construction"
 
 
+def test_distinct_n_and_repetition_rate():
+    assert E.distinct_n(["a b c d"], 2) == 1.0 and E.distinct_n(["x x x x x"], 1) == 0.2
+    assert E.repetition_rate("one two three four", 2) == 0.0
+    assert abs(E.repetition_rate("la la la la la la la la", 3) - 5 / 6) < 1e-12
+    assert math.isnan(E.distinct_n(["short"], 2)) and math.isnan(E.repetition_rate("short", 3))
+    with pytest.raises(ValueError, match="n must be"):
+        E.distinct_n(["a b"], 0)
+
+
 TEXT = "\n".join(f"SPEAKER {i % 7}:\n" + f"line number {i} of the play, with words {i * 37 % 101}" for i in range(300))
 
 
@@ -151,24 +160,29 @@ def test_questions_are_well_formed():
         assert all(c.endswith("\n") and not c.rstrip().endswith(":") for c in q.choices)
 
 
-def test_causal_scorer_is_the_sum_of_token_logprobs_and_oracles_score_as_expected():
+@pytest.mark.parametrize("wrap", [False, True], ids=["gpt with a shared cache", "any causal model"])
+def test_causal_scorer_is_the_sum_of_token_logprobs_and_oracles_score_as_expected(wrap):
     chars = sorted(set(TEXT))
     encode = lambda s: [chars.index(c) for c in s]  # noqa: E731
     model = randomised(GPTConfig(vocab_size=len(chars), block_size=64, n_layer=1, n_head=2, n_embd=16), 3).double()
+    scored = model if not wrap else torch.nn.Sequential(model)            # not a GPT: one row per choice
+    if wrap:
+        scored.forward = lambda x: model(x)[0]
     qs = E.multiple_choice_questions(TEXT, 12, context_chars=150, seed=2)
-    score = E.causal_scorer(model, encode, max_len=64)
-    q = qs[0]
-    got = score(q.context, q.choices)
-    for i, choice in enumerate(q.choices):
-        ids = torch.tensor(encode(q.context + choice))[-65:]
-        logp = model(ids[None, :-1])[0][0].log_softmax(-1)
-        n = len(choice)
-        expected = logp[-n:].gather(-1, ids[-n:, None]).sum()
-        assert abs(got[i].item() - expected.item()) < 1e-9
+    score = E.causal_scorer(scored, encode, max_len=64)
+    for q in qs[:3]:
+        got = score(q.context, q.choices)
+        longest = max(len(c) for c in q.choices)
+        for i, choice in enumerate(q.choices):
+            ids = torch.tensor(encode(q.context)[-(64 - longest):] + encode(choice))
+            logp = model(ids[None, :-1])[0][0].log_softmax(-1)
+            n = len(choice)
+            expected = logp[-n:].gather(-1, ids[-n:, None]).sum()
+            assert abs(got[i].item() - expected.item()) < 1e-9
     oracle = lambda context, choices: torch.tensor([0.0 if (context + c) in TEXT + "\n" else -1.0 for c in choices])  # noqa: E731
-    assert E.multiple_choice_accuracy(oracle, qs).all()
+    assert all(h.all() for h in E.multiple_choice_accuracy(oracle, qs))
     first = lambda context, choices: torch.tensor([1.0] + [0.0] * (len(choices) - 1))  # noqa: E731
-    assert E.multiple_choice_accuracy(first, qs).float().mean() == np.mean([q.answer == 0 for q in qs])
+    assert E.multiple_choice_accuracy(first, qs)[0].float().mean() == np.mean([q.answer == 0 for q in qs])
 
 
 def test_ngram_scorer_and_per_char_normalisation():
@@ -178,8 +192,7 @@ def test_ngram_scorer_and_per_char_normalisation():
     for i, c in enumerate(q.choices):
         probs = model.token_probs([list(q.context + c)])
         assert abs(got[i].item() - float(np.log(probs[len(q.context): len(q.context) + len(c)]).sum())) < 1e-9
-    total = E.multiple_choice_accuracy(lambda c, ch: torch.tensor([-9.0, -18.0]), [q])
-    per_char = E.multiple_choice_accuracy(lambda c, ch: torch.tensor([-9.0, -18.0]), [q], per_char=True)
+    total, per_char = E.multiple_choice_accuracy(lambda c, ch: torch.tensor([-9.0, -18.0]), [q])
     assert total.item() and not per_char.item(), "per character, the longer choice (0.78 vs 1.0 nats) wins"
 
 
