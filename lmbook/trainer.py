@@ -19,6 +19,8 @@ practitioner adds before trusting a run that costs GPU hours:
   change the run, unless `resume_allow_changes` (every change is recorded in metrics.json). Ctrl-C
   (SIGINT) or SIGTERM saves a checkpoint of the current step and stops, saying how to resume.
 - A NaN/inf loss stops the run naming the step; running out of GPU memory says what to lower.
+- The model is chapter 5's GPT, or chapter 9's Llama-style decoder with ``model="llama"`` (and
+  ``n_kv_head`` for grouped-query attention): any model with forward(idx, targets) -> (logits, loss).
 - The same entry point runs under ``torchrun`` with DistributedDataParallel (NCCL on GPUs, gloo on
   CPUs); each process takes its slice of the same global batch.
 
@@ -64,8 +66,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # run (other batches, another schedule, another model), so it needs resume_allow_changes. The others
 # change what is logged or where and how the arithmetic runs (device, compile, tf32, fused_adamw:
 # the last bits of the numbers, not the run).
-RUN_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "attention", "batch_size",
-                "grad_accum", "max_steps", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2",
+RUN_SETTINGS = ("model", "n_kv_head", "n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "attention",
+                "batch_size", "grad_accum", "max_steps", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2",
                 "grad_clip", "dtype", "seed")
 
 
@@ -78,7 +80,9 @@ class TrainConfig:
     dataset: str = "tinyshakespeare"       # an lmbook.data dataset, encoded character by character
     data_dir: str = "data/shakespeare_char"  # train.bin, val.bin, meta.json (written from `dataset` if missing)
     out_dir: str = "runs/shakespeare_char"
-    # model (lmbook.gpt.GPTConfig; vocab_size comes from the data)
+    # model (lmbook.gpt.GPTConfig, or lmbook.llama.LlamaConfig; vocab_size comes from the data)
+    model: str = "gpt"                     # "gpt" (chapter 5) or "llama" (chapter 9: RMSNorm, SwiGLU, rotary positions)
+    n_kv_head: int | None = None           # llama: key/value heads (None: n_head; fewer: grouped-query attention)
     n_layer: int = 6
     n_head: int = 6
     n_embd: int = 384
@@ -160,6 +164,11 @@ class TrainConfig:
                                  f"got {getattr(self, name)}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {self.beta1} and {self.beta2}")
+        if self.model not in ARCHITECTURES:
+            raise ValueError(f"model must be one of {list(ARCHITECTURES)}, got {self.model!r}")
+        if self.n_kv_head is not None and (self.model != "llama" or self.n_kv_head < 1 or self.n_head % self.n_kv_head):
+            raise ValueError(f"n_kv_head={self.n_kv_head} needs model 'llama' and must divide n_head={self.n_head}; "
+                             f"null (None) gives every query head its own key/value head")
         if self.attention not in ("sdpa", "lmbook"):
             raise ValueError(f"attention must be 'sdpa' or 'lmbook', got {self.attention!r}")
         if self.dtype not in ("auto", *DTYPES):
@@ -345,13 +354,13 @@ class Trainer:
         self.train_tokens, self.val_tokens = data
         torch.manual_seed(c.seed)  # the same initial weights on every process
         if model is None:
-            from lmbook import gpt
-
-            self.model_config = gpt.GPTConfig(vocab_size=self.meta["vocab_size"], block_size=c.block_size,
+            module = architecture(c.model)
+            extra = {"n_kv_head": c.n_kv_head} if c.model == "llama" else {}
+            self.model_config = module.Config(vocab_size=self.meta["vocab_size"], block_size=c.block_size,
                                               n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
-                                              dropout=c.dropout, bias=c.bias, attention=c.attention)
-            model = gpt.GPT(self.model_config)
-            flops_per_token = flops_per_token or gpt.flops_per_token(self.model_config, c.block_size)
+                                              dropout=c.dropout, bias=c.bias, attention=c.attention, **extra)
+            model = module.Model(self.model_config)
+            flops_per_token = flops_per_token or module.flops_per_token(self.model_config, c.block_size)
         else:
             self.model_config = None
         self.raw_model = model.to(self.device)
@@ -733,11 +742,12 @@ class Trainer:
         model.safetensors, config.json (model, tokenizer, settings, the weights' sha256 and a check
         value), samples.txt. The check value is the exported model's loss on a fixed slice of the
         validation tokens, on the CPU in float32: `lmbook.models.check` recomputes it."""
-        from lmbook import gpt, models
+        from lmbook import models
 
         dtype = DTYPES[self.config.export_dtype]
         path = checkpoint.save_weights(self.raw_model, self.out_dir / "model.safetensors", dtype=dtype)
-        exported = gpt.GPT(self.model_config)  # the weights as a reader loads them: cast to export_dtype and back
+        # the weights as a reader loads them: cast to export_dtype and back
+        exported = architecture(self.config.model).Model(self.model_config)
         checkpoint.load_weights(exported, path)
         exported.eval()
         windows = min(models.CHECK_WINDOWS, (len(self.val_tokens) - 1) // self.config.block_size)
@@ -772,8 +782,6 @@ def load_run(out_dir: str | os.PathLike, device: str = "cpu", verify: bool = Tru
     """The trained GPT (float32) and its tokenizer meta from a run's exported model.safetensors and
     config.json. The weights must match the sha256 recorded in config.json at export; verify=False
     skips that check (for a run exported before the hash was recorded)."""
-    from lmbook import gpt
-
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file() or not (out_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{out_dir} holds no exported run (config.json and model.safetensors); "
@@ -788,12 +796,30 @@ def load_run(out_dir: str | os.PathLike, device: str = "cpu", verify: bool = Tru
             fix=f"export it again from the run's last checkpoint (python -m lmbook.trainer --config <its config> "
                 f"--out_dir {out_dir} --resume latest: a finished run only exports), or, if you trust the file, "
                 f"load_run({str(out_dir)!r}, verify=False)")
-    model = gpt.GPT(gpt.GPTConfig.from_dict(info["model"]))
+    module = architecture(info.get("train", {}).get("model", "gpt"))
+    model = module.Model(module.Config.from_dict(info["model"]))
     checkpoint.load_weights(model, out_dir / "model.safetensors")
     return model.to(device).eval(), info["tokenizer"]
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
+
+ARCHITECTURES = ("gpt", "llama")
+
+
+def architecture(name: str):
+    """The model family `name` names: an object with Config, Model and flops_per_token (lmbook.gpt's
+    GPT, chapter 5; lmbook.llama's Llama, chapter 9)."""
+    from types import SimpleNamespace
+
+    if name == "llama":
+        from lmbook import llama
+        return SimpleNamespace(Config=llama.LlamaConfig, Model=llama.Llama, flops_per_token=llama.flops_per_token)
+    if name == "gpt":
+        from lmbook import gpt
+        return SimpleNamespace(Config=gpt.GPTConfig, Model=gpt.GPT, flops_per_token=gpt.flops_per_token)
+    raise ValueError(f"model must be one of {list(ARCHITECTURES)}, got {name!r}")
+
 
 def _setup_distributed(config: TrainConfig) -> tuple[int, int, int, bool]:
     """(rank, world_size, local_rank, whether we created the process group) from torchrun's variables.
