@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from book_build import MATHJAX, ROOT, build_book
 
-ROOT = Path(__file__).resolve().parent.parent
-MATHJAX = ROOT / "vendor" / "mathjax" / "tex-mml-chtml.js"
 CHAPTER = "chapters/01_ngram"
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 
@@ -40,17 +37,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    """Build the book into a temporary folder; return (exit code, output, html folder)."""
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    had_cache = (ROOT / ".jupyter_cache").exists()
-    proc = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-        capture_output=True, text=True, timeout=900, cwd=out,
-    )
-    if not had_cache:
-        assert not (ROOT / ".jupyter_cache").exists(), "the book build wrote .jupyter_cache into the repository"
-    return proc.returncode, proc.stdout + proc.stderr, out / "_build" / "html"
+    """Build the book into a temporary folder (once per run: tests/test_browser.py reads the same
+    build); return (exit code, output, html folder)."""
+    built = build_book(tmp_path_factory)
+    assert not built.wrote_cache, "the book build wrote .jupyter_cache into the repository"
+    return built.code, built.output, built.html
 
 
 @pytest.fixture(scope="module")
