@@ -56,7 +56,9 @@ test: $(STAMP) $(MATHJAX)
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "The book is in _build/html/index.html"
+	@echo "The book is in _build/html/index.html: open that file in a browser."
+	@echo "If the browser restricts file:// pages (search, say), serve the book instead:"
+	@echo "    $(PYTHON) -m http.server -d _build/html 8000    and open http://localhost:8000"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters
