@@ -46,6 +46,9 @@ chapter_start = time.perf_counter()
 env.seed_everything(1337)
 use_book_style()
 device = env.device()
+# The models of this chapter are small: on a CPU one thread runs them about as fast as two, far more
+# steadily when other programs share the cores, and with the same numbers on every run.
+torch.set_num_threads(env.pick(test=1, cpu=1, gpu=torch.get_num_threads()))
 print(env.describe())
 
 # %% [markdown]
@@ -58,7 +61,8 @@ vocab = Vocab("".join(names_train), specials=["."])
 V = len(vocab)
 encoded = {split: [vocab.encode(name) for name in names]
            for split, names in [("train", names_train), ("dev", names_dev), ("test", names_test)]}
-print(f"V = {V} tokens: {''.join(vocab.itos)}")
+print(f"{len(names_train):,} training, {len(names_dev):,} dev and {len(names_test):,} test names;"
+      f" V = {V} tokens: {''.join(vocab.itos)}")
 print("emma ->", vocab.encode("emma"))
 
 # %% [markdown]
@@ -153,7 +157,7 @@ assert torch.allclose(dlogits, autograd_dlogits, atol=1e-12)
 #
 # Now train the table with nothing but that formula: no autograd. The gradient with respect to $W$
 # adds each example's $\partial\ell/\partial\mathbf{z}$ into the row of its previous token. Starting
-# from $W = 0$ (a uniform prediction, loss $\ln V$), plain gradient descent on all 228,000 pairs:
+# from $W = 0$ (a uniform prediction, loss $\ln V$), plain gradient descent on all 182,625 training pairs:
 
 # %%
 count_table = torch.zeros(V, V)
@@ -196,47 +200,68 @@ print(f"P_counts(n | a) = {P_counts[vocab.stoi['a'], vocab.stoi['n']]:.4f},"
       f" P_neural(n | a) = {P_neural[vocab.stoi['a'], vocab.stoi['n']]:.4f}")
 
 # %% [markdown]
-# ### Weight decay plays the role of add-k smoothing
+# ### An L2 penalty pulls towards uniform, as add-k does
 #
 # The counted model puts exactly zero on pairs it never saw. The neural model can only approach zero
 # by driving a logit to $-\infty$, which gradient descent does slowly, forever. Add a penalty
-# $\lambda \sum W_{ij}^2$ to the loss (**weight decay**, or L2 regularisation) and the logits are pulled
-# towards zero, where all probabilities are equal: exactly what add-$k$ did by adding pseudo-counts.
-# The larger $\lambda$, the flatter the distributions, as with larger $k$. Here is the pair
-# ('g', 'f'), which never occurs in a training name but does in the dev names (chapter 1, section 1.3):
+# $\lambda \sum_{ij} W_{ij}^2$ to the loss (**L2 regularisation**) and the logits are pulled towards
+# zero, where all probabilities are equal: towards the uniform distribution, the direction in which
+# add-$k$ moved the counts. The analogy is in that direction, not in the formula. Add-$k$ adds the
+# same pseudo-count $k$ to every pair (the posterior mean under a Dirichlet prior); the penalty is a
+# Gaussian prior on the logits, and minimising the penalised loss finds the most probable $W$ under
+# it. In both, a row with few examples moves further towards uniform than a row with many: $k$
+# weighs more against a small count, and the penalty is the same for every row while a row's share
+# of the data term grows with its number of examples. (This penalty, added to the loss, is L2
+# regularisation. The *weight decay* of section 2.3 is AdamW's decoupled version, which shrinks the
+# weights directly instead of adding $2\lambda W$ to a gradient that Adam then rescales; chapter 7
+# comes back to it.)
+#
+# The mean loss over the training pairs depends only on how often each pair occurs, so we can
+# compute it, and its gradient, from the $V \times V$ count table instead of the list of pairs: the
+# same loss, far cheaper, so Adam can run until the penalised loss stops changing. Here it is for
+# several $\lambda$, with the probability of the pair ('g', 'f'), which never occurs in a training
+# name but does in the dev names (chapter 1, section 1.3):
 
 # %%
 Xd_pairs, Yd_pairs = context_windows(encoded["dev"], block_size=1, boundary_id=0)
 Xd_pairs = Xd_pairs[:, 0]
+dev_table = torch.zeros(V, V).index_put_((Xd_pairs, Yd_pairs), torch.ones(len(Xd_pairs)), accumulate=True)
+print(f"{len(X_pairs):,} training pairs, {int(count_table.count_nonzero())} of the {V * V} possible pairs seen")
 unseen = (vocab.stoi["g"], vocab.stoi["f"])
+l2_steps = env.pick(test=300, cpu=3000, gpu=3000)
 decay_rows = []
-for lam in [0.0, 1e-4, 1e-3, 1e-2, 1e-1]:
+for lam in [0.0, 1e-6, 1e-5, 1e-4, 1e-3]:
     W = torch.zeros(V, V, requires_grad=True)
-    opt = torch.optim.Adam([W], lr=0.3)
-    for _ in range(env.pick(test=40, cpu=200, gpu=200)):
-        loss = F.cross_entropy(W[X_pairs], Y_pairs) + lam * (W ** 2).sum()
+    opt = torch.optim.Adam([W], lr=0.1)
+    for _ in range(l2_steps):  # the mean loss over all pairs, from the counts
+        loss = -(count_table * F.log_softmax(W, dim=1)).sum() / len(X_pairs) + lam * (W ** 2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        dev = F.cross_entropy(W[Xd_pairs], Yd_pairs).item()
+        dev = -(dev_table * F.log_softmax(W, dim=1)).sum().item() / len(Xd_pairs)
         p_gf = torch.softmax(W[unseen[0]], 0)[unseen[1]].item()
     decay_rows.append((lam, dev, p_gf))
-    print(f"lambda={lam:<7} dev loss {dev:.4f}   P(f | g) = {p_gf:.2e}")
+    print(f"lambda={lam:<7} dev loss {dev:.5f}   P(f | g) = {p_gf:.2e}")
+print("best lambda on dev:", min(decay_rows, key=lambda r: r[1])[0])
 
 # %%
 add_k_rows = []
 for k in [1e-3, 0.1, 1, 10, 100]:
     P_k = (count_table + k) / (count_table + k).sum(1, keepdim=True)
     add_k_rows.append((k, F.nll_loss(torch.log(P_k[Xd_pairs]), Yd_pairs).item(), P_k[unseen].item()))
-    print(f"add-k k={k:<6} dev loss {add_k_rows[-1][1]:.4f}   P(f | g) = {add_k_rows[-1][2]:.2e}")
-assert decay_rows[-1][2] > decay_rows[1][2]  # stronger decay, more mass on the unseen pair
+    print(f"add-k k={k:<6} dev loss {add_k_rows[-1][1]:.5f}   P(f | g) = {add_k_rows[-1][2]:.2e}")
+print("best k on dev:", min(add_k_rows, key=lambda r: r[1])[0])
+assert decay_rows[-1][2] > decay_rows[1][2]  # stronger penalty, more mass on the unseen pair
 
 # %% [markdown]
 # Both knobs trade the same thing: a little probability taken from what was seen and spread over
-# what was not. Both have a sweet spot, found on held-out data, and both hurt when pushed too far.
-# That is the first answer to "how do I fight overfitting?": regularise, and tune the strength on
-# data you did not train on.
+# what was not. Each has a best value on the dev set (printed above; with $\lambda = 0$ the unseen
+# pairs' logits keep sinking, and the dev loss with them), and both hurt when pushed far. Here the
+# best values gain a thousandth of a nat or less over the weakest smoothing in each list: with
+# 182,625 examples for 729 probabilities, a bigram has almost nothing left to smooth. Where data are
+# scarce the same knobs matter far more, as section 2.3 shows. That is the first answer to "how do I
+# fight overfitting?": regularise, and tune the strength on data you did not train on.
 
 # %% [markdown]
 # ## 2.2 Embeddings and the MLP language model
@@ -395,7 +420,7 @@ except ValueError as err:
 # %% [markdown]
 # ### Minibatches
 #
-# The full training set has 182,000 windows. Computing the exact gradient over all of them for every
+# The full training set has 182,625 windows. Computing the exact gradient over all of them for every
 # step is wasteful: a random **minibatch** of a few hundred gives a noisy but unbiased estimate of the
 # same gradient, hundreds of times more cheaply, and many cheap noisy steps beat few exact ones.
 
@@ -551,8 +576,10 @@ for norm in ["batch", "layer"]:
 # That batch dependence is why language models use LayerNorm: generation predicts one token at a
 # time for one sequence, sequence models (chapters 3 to 5) would otherwise mix statistics across
 # positions and padding, and the training-versus-inference gap of BatchNorm is a classic source of
-# bugs (exercise 5). On this small MLP all three variants train; normalisation mainly buys
-# robustness to the learning rate and depth:
+# bugs (exercise 5). On this small MLP, at the learning rate the sweep chose, the three variants
+# train to nearly the same dev loss, and the one without normalisation is no worse than the others:
+# a network this shallow, with a careful initialisation, does not need it. Normalisation earns its
+# place in deep stacks, such as chapter 5's Transformer, with two LayerNorms in each block.
 
 # %%
 norm_steps = env.pick(test=150, cpu=3000, gpu=3000)
@@ -572,24 +599,31 @@ print(f"dev loss after {norm_steps} steps:", {k: round(v, 4) for k, v in norm_de
 # Overfitting is easiest to study where it is strong: a large MLP (512 hidden units) trained on only
 # 1,000 names. The training loss keeps falling while the dev loss turns up: the model is memorising
 # the names rather than learning how names are built. Then three cures, each on its own, with the
-# same budget: **weight decay** (section 2.1), **dropout** (randomly zeroing a fraction of the hidden
-# units at each training step, so that no unit can rely on another; switched off at evaluation), and
-# **early stopping** (keep the weights with the best dev loss and stop when it stops improving).
+# same budget, and two of them together: **weight decay** (AdamW's decoupled cousin of section 2.1's
+# L2 penalty: `train(weight_decay=...)` shrinks the weight matrices at every step, and leaves the
+# embeddings, biases and normalisation gains alone, the rule `lmbook.train.decay_split` states once
+# for the whole book; chapter 7 explains it), **dropout** (randomly zeroing a fraction of the hidden
+# units at each training step, so that no unit can rely on another; switched off at evaluation),
+# and **early stopping** (keep the weights with the best dev loss and stop when it stops improving).
 
 # %%
 small_X, small_Y = context_windows(encoded["train"][:1000], block_size=T, boundary_id=0)
 overfit_steps = env.pick(test=300, cpu=4000, gpu=4000)
 every = max(1, overfit_steps // 20)
+big_hidden = 512
 setups = {
     "no regularisation": dict(model=dict(), train=dict()),
     "weight decay 0.3": dict(model=dict(), train=dict(weight_decay=0.3)),
     "dropout 0.5": dict(model=dict(dropout=0.5), train=dict()),
     "early stopping": dict(model=dict(), train=dict(early_stopping="dev", patience=3)),
+    "dropout + weight decay": dict(model=dict(dropout=0.5), train=dict(weight_decay=0.3)),
 }
+print(f"{len(encoded['train'][:1000]):,} training names ({len(small_X):,} windows), {big_hidden} hidden units, "
+      f"{overfit_steps:,} steps of 128")
 overfit = {}
 for label, setup in setups.items():
     torch.manual_seed(0)
-    m = MLPLanguageModel(V, block_size=T, emb_dim=d, hidden=512, **setup["model"])
+    m = MLPLanguageModel(V, block_size=T, emb_dim=d, hidden=big_hidden, **setup["model"])
     overfit[label] = train(m, random_batches(small_X, small_Y, 128, torch.Generator().manual_seed(0)),
                            steps=overfit_steps, lr=best_lr,
                            eval_sets={"train": (small_X, small_Y), "dev": (X["dev"], Y["dev"])},
@@ -599,7 +633,7 @@ for label, setup in setups.items():
 fig, ax = plt.subplots(figsize=(7, 4))
 base = overfit["no regularisation"]
 ax.plot(base.eval_step, base.eval_loss["train"], "--", color="C0", label="no regularisation (train)")
-for (label, hist), color in zip(overfit.items(), ["C0", "C1", "C2", "C3"]):
+for (label, hist), color in zip(overfit.items(), ["C0", "C1", "C2", "C3", "C4"]):
     ax.plot(hist.eval_step, hist.eval_loss["dev"], "-", color=color, label=f"{label} (dev)")
 ax.set_ylim(1.0, 3.4)
 ax.set_xlabel("step")
@@ -608,16 +642,18 @@ ax.set_title("1,000 training names, 512 hidden units")
 ax.legend(fontsize=8)
 plt.show()
 for label, hist in overfit.items():
-    print(f"{label:18s} best dev {min(hist.eval_loss['dev']):.4f}   last evaluated {hist.eval_loss['dev'][-1]:.4f}"
+    print(f"{label:22s} best dev {min(hist.eval_loss['dev']):.4f}   last evaluated {hist.eval_loss['dev'][-1]:.4f}"
           + (f"   (stopped at step {hist.eval_step[-1]}, weights of step {hist.best_step} restored)"
              if hist.stopped_early else ""))
 assert base.eval_loss["dev"][-1] > min(base.eval_loss["dev"])  # the dev loss turned up
 
 # %% [markdown]
-# Each cure closes most of the gap, and they combine. Early stopping is the cheapest: it costs
-# nothing but a held-out set and returns the weights from before the dev loss turned. None of
-# them is "make the model more complex", which makes overfitting worse; with enough data (the full
-# 25,626 training names below) the same 512-unit model would not overfit this quickly at all.
+# Each cure narrows the gap between the last evaluation and the best one, and two of them combine:
+# dropout with weight decay ends lower than either of them alone. Early stopping is the cheapest:
+# it costs nothing but a held-out set, and the weights it keeps are those of its best evaluation,
+# from before the dev loss turned (its "last evaluated" is where it stopped looking). None of the
+# cures is "make the model more complex", which makes overfitting worse; and the one that needs no
+# tuning at all is more data, which the next section uses: all 25,626 training names.
 
 # %% [markdown]
 # ## 2.4 The MLP on names, in full
@@ -741,13 +777,14 @@ print(f"{len(char_vocab)} characters; {len(Xs_train):,} training windows, {len(X
 sh_steps = env.pick(test=800, cpu=15000, gpu=40000)
 torch.manual_seed(1337)
 sh_mlp = MLPLanguageModel(len(char_vocab), block_size=sh_T, emb_dim=24, hidden=512, norm="layer")
+sh_start = time.perf_counter()
 sh_hist = train(sh_mlp, random_batches(Xs_train, Ys_train, 256, torch.Generator().manual_seed(1337)),
                 steps=sh_steps, lr=best_lr, weight_decay=0.01,
                 lr_schedule=lambda t: 1.0 if t < 0.8 * sh_steps else 0.1,
                 eval_sets={"val": (Xs_val, Ys_val)}, eval_every=max(1, sh_steps // 15),
                 progress=False, device=device)
 sh_val = evaluate(sh_mlp, Xs_val, Ys_val)
-print(f"validation loss {sh_val:.4f} nats/char after {sh_steps:,} steps")
+print(f"validation loss {sh_val:.4f} nats/char after {sh_steps:,} steps ({time.perf_counter() - sh_start:.0f} s)")
 
 # %%
 g = torch.Generator().manual_seed(7)
@@ -783,14 +820,14 @@ print(f"\nthis notebook ran in {time.perf_counter() - chapter_start:.0f} s at th
 
 # %% [markdown]
 # The MLP is far better than the bigram it grew out of, and meets this chapter's target on names
-# (a dev loss below 2.10; makemore's MLP reached 2.17). But it does **not** beat a well-smoothed
-# 6-gram: with short contexts and plenty of data, Kneser–Ney is a strong baseline, slightly ahead of
-# the MLP on names and clearly ahead on Shakespeare, where our MLP is small and trained for a few
-# minutes on a laptop. The MLP's weakness is the context: its input grows
-# with every character it reads, each position has its own weights, so a longer window costs
-# parameters and data. Chapter 3's recurrent networks read the context one character at a time with
-# shared weights: on names they pull ahead of both; on Shakespeare, at the laptop budget of the
-# `cpu` profile, the 6-gram still holds its own (chapter 3 measures both).
+# (a dev loss below 2.10; makemore's MLP lecture reached 2.17 {cite:p}`karpathy2022makemore`). But
+# it does **not** beat a well-smoothed 6-gram: with short contexts and plenty of data, Kneser–Ney is
+# a strong baseline, slightly ahead of the MLP on names and clearly ahead on Shakespeare, where our
+# MLP is small and trained briefly (section 2.6 prints its steps and seconds). The MLP's
+# weakness is the context: its input grows with every character it reads, each position has its
+# own weights, so a longer window costs parameters and data. Chapter 3's recurrent networks read
+# the context one character at a time with shared weights; chapter 3 measures what that buys on
+# both datasets.
 #
 # What to take away:
 #
@@ -804,71 +841,110 @@ print(f"\nthis notebook ran in {time.perf_counter() - chapter_start:.0f} s at th
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 (autograded).** Write `one_hot_logits(idx, W)` that computes the neural bigram's logits
-# with an explicit one-hot matrix product (`F.one_hot`), not by indexing. It must give the same
-# values as `W[idx]` and let gradients flow into `W`.
+# **Exercise 1 (autograded).** A neural *trigram* reads the previous two tokens. As a one-hot
+# network its input is the one-hot vector of the *pair* $(a, b)$ = (second-to-last, last token), one
+# of $V^2$ possible histories, numbered $a \cdot V + b$, and its weight matrix $W$ is $V^2 \times V$:
+# one row of logits per history, like chapter 1's trigram count table. Write
+# `trigram_logits(prev2, prev1, W)` that computes the logits with an explicit one-hot product
+# (`F.one_hot`), not by indexing, for batches `prev2`, `prev1` of shape `(B,)`; gradients must flow
+# into `W`.
 
 # %%
-def one_hot_logits(idx: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+def trigram_logits(prev2: torch.Tensor, prev1: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     ### BEGIN SOLUTION
-    return F.one_hot(idx, W.shape[0]).to(W.dtype) @ W
+    V = W.shape[1]
+    history = prev2 * V + prev1                                   # (B,) the pair's row of W
+    return F.one_hot(history, V * V).to(W.dtype) @ W              # (B, V*V) @ (V*V, V) -> (B, V)
     ### END SOLUTION
 
 # %%
-# Autograded test: ex1_one_hot (2 points)
-_W = torch.randn(5, 5, requires_grad=True)
-_idx = torch.tensor([0, 3, 3, 4])
-_z = one_hot_logits(_idx, _W)
-assert _z.shape == (4, 5), f"expected logits of shape (4, 5), got {tuple(_z.shape)}"
-assert torch.allclose(_z, _W[_idx]), "one-hot @ W should select the rows W[idx]"
+# Autograded test: ex1_trigram (2 points)
+_W = torch.randn(16, 4, requires_grad=True)                      # V = 4: 16 histories
+_a, _b = torch.tensor([0, 3, 3, 1]), torch.tensor([2, 0, 0, 3])
+_z = trigram_logits(_a, _b, _W)
+assert _z.shape == (4, 4), f"expected logits of shape (B, V) = (4, 4), got {tuple(_z.shape)}"
+assert torch.allclose(_z, _W[_a * 4 + _b]), "the history (a, b) selects row a * V + b of W"
 _z.sum().backward()
-assert _W.grad is not None and _W.grad[3].sum().item() == 10.0, \
-    "row 3 is selected twice, so the gradient of the sum in that row should be 2 in each of 5 columns"
-
-# %% [markdown]
-# **Exercise 2 (autograded).** Write `softmax_ce_grad(logits, targets)` returning only the gradient of
-# the *mean* cross-entropy with respect to the logits, using the formula of section 2.1 (no autograd).
-# It must stay finite for logits as large as 1000.
-
-# %%
-def softmax_ce_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    ### BEGIN SOLUTION
-    p = torch.softmax(logits, dim=1)
-    p[torch.arange(len(targets)), targets] -= 1
-    return p / len(targets)
-    ### END SOLUTION
-
-# %%
-# Autograded test: ex2_grad (2 points)
-_logits = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
-_t = torch.randint(0, 6, (8,))
-(_expected,) = torch.autograd.grad(F.cross_entropy(_logits, _t), _logits)
-_got = softmax_ce_grad(_logits.detach().clone(), _t)
-assert torch.allclose(_got, _expected, atol=1e-10), "the gradient should be (softmax - one_hot) / batch size"
+assert _W.grad is not None and _W.grad[12].sum().item() == 8.0, \
+    "the history (3, 0) occurs twice, so row 12 of the gradient of the sum should be 2 in each of 4 columns"
 ### BEGIN HIDDEN TESTS
-_big = torch.tensor([[1000.0, 0.0, -1000.0]])
-assert torch.isfinite(softmax_ce_grad(_big, torch.tensor([1]))).all(), "use a numerically stable softmax"
+_W5 = torch.randn(25, 5, dtype=torch.float64)
+_a5, _b5 = torch.randint(0, 5, (50,)), torch.randint(0, 5, (50,))
+assert torch.allclose(trigram_logits(_a5, _b5, _W5), _W5[_a5 * 5 + _b5]), "check another V (and float64 weights)"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise 3 (autograded).** Write `layer_norm(x, gamma, beta, eps)` from scratch: normalise each row of
-# `x` (shape `(B, H)`) to mean 0 and variance 1 (the biased variance, as PyTorch does), then scale by
-# `gamma` and shift by `beta`.
+# **Exercise 2 (autograded).** *Label smoothing* trains against a softened target: instead of the
+# one-hot $\mathbf{e}_y$, the distribution $\mathbf{q} = (1 - \varepsilon)\,\mathbf{e}_y + \varepsilon / V$,
+# with loss $-\sum_j q_j \ln p_j$ (what `F.cross_entropy(..., label_smoothing=eps)` computes). Derive
+# its gradient with respect to the logits, as section 2.1 did for $\varepsilon = 0$, and write
+# `smoothed_ce_grad(logits, targets, eps)` returning the gradient of the *mean* loss over the batch,
+# without autograd and without the chapter's `softmax_cross_entropy` (the hidden tests take both
+# away). It must stay finite for logits as large as 1000.
 
 # %%
-def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def smoothed_ce_grad(logits: torch.Tensor, targets: torch.Tensor, eps: float) -> torch.Tensor:
     ### BEGIN SOLUTION
-    mean = x.mean(dim=1, keepdim=True)
-    var = x.var(dim=1, keepdim=True, unbiased=False)
-    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+    B, V = logits.shape
+    p = torch.softmax(logits, dim=1)                              # stable: torch subtracts the max
+    q = torch.full_like(p, eps / V)
+    q[torch.arange(B), targets] += 1 - eps
+    return (p - q) / B                                            # d(-sum q log p)/dz = p - q (sum q = 1)
     ### END SOLUTION
 
 # %%
-# Autograded test: ex3_layer_norm (2 points)
+# Autograded test: ex2_smoothed_grad (2 points)
+_logits = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+_t = torch.randint(0, 6, (8,))
+(_expected,) = torch.autograd.grad(F.cross_entropy(_logits, _t, label_smoothing=0.1), _logits)
+_got = smoothed_ce_grad(_logits.detach().clone(), _t, 0.1)
+assert torch.allclose(_got, _expected, atol=1e-10), \
+    "the gradient of the mean loss should be (softmax - q) / batch size, with q the smoothed target"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+(_expected0,) = torch.autograd.grad(F.cross_entropy(_logits, _t), _logits)
+(_expected3,) = torch.autograd.grad(F.cross_entropy(_logits, _t, label_smoothing=0.3), _logits)
+with grading.without("softmax_cross_entropy", "lmbook.mlp.softmax_cross_entropy", "torch.autograd.grad",
+                     "torch.autograd.backward", "torch.Tensor.backward"):
+    assert torch.allclose(smoothed_ce_grad(_logits.detach().clone(), _t, 0.3), _expected3, atol=1e-10)
+    assert torch.allclose(smoothed_ce_grad(_logits.detach().clone(), _t, 0.0), _expected0, atol=1e-10), \
+        "eps = 0 is the plain cross-entropy of section 2.1"
+    _big = torch.tensor([[1000.0, 0.0, -1000.0]])
+    assert torch.isfinite(smoothed_ce_grad(_big, torch.tensor([1]), 0.1)).all(), "use a numerically stable softmax"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 3 (autograded).** Llama and most recent language models replace LayerNorm by
+# **RMSNorm** (Zhang & Sennrich, 2019): no mean subtracted and no shift, only a rescaling by the
+# root mean square, $\mathrm{RMSNorm}(x) = \gamma \odot x / \sqrt{\frac{1}{H}\sum_i x_i^2 + \epsilon}$.
+# Write `rms_norm(x, gamma, eps)` from scratch for `x` of shape `(B, H)` (the hidden tests take
+# torch's `rms_norm` and `layer_norm` away).
+
+# %%
+def rms_norm(x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    return gamma * x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+    ### END SOLUTION
+
+# %%
+# Autograded test: ex3_rms_norm (2 points)
 _x = torch.randn(4, 10, dtype=torch.float64) * 3 + 1
-_gamma, _beta = torch.rand(10, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
-assert torch.allclose(layer_norm(_x, _gamma, _beta), F.layer_norm(_x, (10,), _gamma, _beta), atol=1e-10), \
-    "compare with F.layer_norm: normalise over the last dimension with the biased variance"
+_gamma = torch.rand(10, dtype=torch.float64)
+_expected = F.rms_norm(_x, (10,), _gamma, eps=1e-6)
+assert torch.allclose(rms_norm(_x, _gamma, 1e-6), _expected, atol=1e-10), \
+    "divide each row by sqrt(mean of its squares + eps), then scale by gamma; no mean is subtracted"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_x2 = torch.randn(3, 7, dtype=torch.float64)
+_expected2 = F.rms_norm(_x2, (7,), torch.ones(7, dtype=torch.float64), eps=1e-2)
+with grading.without("torch.nn.functional.rms_norm", "torch.rms_norm", "torch.nn.RMSNorm",
+                     "torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.LayerNorm"):
+    assert torch.allclose(rms_norm(_x, _gamma, 1e-6), _expected, atol=1e-10)
+    assert torch.allclose(rms_norm(_x2, torch.ones(7, dtype=torch.float64), 1e-2), _expected2, atol=1e-10), \
+        "eps goes inside the square root"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** How much does context help the MLP? Train it on names with `block_size` 1, 3 and 8
