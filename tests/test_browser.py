@@ -224,7 +224,7 @@ class Reader:
         self.visit = Visit(path)
         self.page.goto(f"{self.site.origin}/{path}", wait_until="load")
         if redirects_to:
-            self.page.wait_for_url(f"{self.site.origin}/{redirects_to}", timeout=10_000)
+            self.page.wait_for_url(f"{self.site.origin}/{redirects_to}", timeout=20_000)
             self.visit.probe = {"ids": [], "links": [self.page.url], "images": [], "math": 0}
             return self.visit
         self.page.evaluate(SETTLE)
@@ -336,7 +336,7 @@ def check_toc(reader: Reader, visit: Visit) -> None:
             visit.add("toc", f"table of contents link {href} has no target on the page")
     if hrefs and unquote(hrefs[-1][1:]) in ids:
         toc.last.click()
-        page.wait_for_function("h => location.hash === h", arg=hrefs[-1], timeout=5000)
+        page.wait_for_function("h => location.hash === h", arg=hrefs[-1], timeout=15_000)
         top = page.evaluate("id => document.getElementById(id).getBoundingClientRect().top", unquote(hrefs[-1][1:]))
         if not -5 <= top < page.viewport_size["height"] / 2:
             visit.add("toc", f"clicking {hrefs[-1]} left its section at y={top:.0f}, not at the top of the window")
