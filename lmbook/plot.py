@@ -41,8 +41,10 @@ def describe(fig) -> str:
         x, y = ax.get_xlabel(), ax.get_ylabel()
         curves = ax.get_legend_handles_labels()[1]
         parts = [title] if title else []
-        if x or y:
-            parts.append(f"{y or 'values'} against {x or 'position'}")
+        if x and y:
+            parts.append(f"{y} against {x}")
+        elif x or y:
+            parts.append(f"x axis: {x}" if x else f"y axis: {y}")
         if curves:
             parts.append("curves: " + ", ".join(curves))
         if parts:

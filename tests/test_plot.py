@@ -42,7 +42,7 @@ def drawn() -> Figure:
 
 def test_describe_names_titles_axes_and_curves():
     assert describe(drawn()) == ("Training curve; loss (nats) against step; curves: train, validation"
-                                 " | Learning rate; values against step")
+                                 " | Learning rate; x axis: step")
 
 
 def test_the_build_reads_the_same_description_off_the_code():
@@ -58,7 +58,7 @@ def test_the_build_follows_a_plotting_helper_defined_in_the_notebook():
 
 def test_f_strings_and_mathtext():
     assert describe_code('ax.set_title(f"GPT, {n:.1f}M parameters")\nax.set_ylabel("$\\\\ell$ per token")', {}) \
-        == "GPT, …M parameters; \\ell per token against position"
+        == "GPT, …M parameters; y axis: \\ell per token"
     fig = Figure()
     fig.subplots().set_title("$\\alpha$ sweep")
     assert describe(fig) == "\\alpha sweep"
@@ -75,3 +75,14 @@ def test_book_style_draws_on_an_opaque_background(restore_rc):
     use_book_style()  # outside IPython: only the style
     assert matplotlib.colors.to_rgba(matplotlib.rcParams["figure.facecolor"])[3] == 1
     assert matplotlib.colors.to_rgba(matplotlib.rcParams["savefig.facecolor"])[3] == 1
+
+
+def test_a_figure_with_no_text_is_described_by_the_prose_that_introduces_it():
+    from lmbook_book import introduction
+
+    assert introduction("The weights show where it looks. Each row is one output character:") \
+        == "Each row is one output character"
+    assert introduction("**Exercise 6.** Bengio et al. plotted embeddings. Train it with `emb_dim=2` and plot "
+                        "the 27 embeddings. Which characters end up close?") \
+        == "Train it with emb_dim=2 and plot the 27 embeddings."
+    assert introduction("A paragraph about something else.") == ""

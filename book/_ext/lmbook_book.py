@@ -6,7 +6,8 @@
 - Every figure a notebook cell draws gets alt text and a caption that say what it shows: the cell's
   own choice (myst-nb's ``image``/``figure`` cell metadata) wins, then the description that
   ``lmbook.plot`` recorded with the image when the chapter ran, then one read off the cell's code
-  (the strings it passes as titles, axis labels and curve labels).
+  (the strings it passes as titles, axis labels and curve labels), then the sentence of the prose
+  before the cell that introduces the figure.
 """
 
 from __future__ import annotations
@@ -61,14 +62,17 @@ def _plan(times: dict, chapter: str, code: str) -> nodes.Element:
     box = nodes.admonition(classes=["chapter-plan"])
     box += nodes.title("", "Running this chapter")
     timing = nodes.paragraph("", "Top to bottom in a fresh kernel: ")
-    machines = []
+    machines, cpu_times = [], False
     for i, profile in enumerate(PROFILES):
         entry = times.get(f"{chapter}/{profile}")
         timing += nodes.Text(", " if i else "")
         timing += nodes.literal("", profile)
         timing += nodes.Text(f" ({PROFILES[profile]}) ")
         if entry:
-            timing += nodes.strong("", _duration(entry["seconds"]))
+            # on a busy machine the wall time stretches; the kernel's CPU time, where recorded, is
+            # about what the chapter takes on a machine of its own
+            cpu_times |= "cpu_seconds" in entry
+            timing += nodes.strong("", _duration(entry.get("cpu_seconds", entry["seconds"])))
             if entry["machine"] not in machines:
                 machines.append(entry["machine"])
         elif profile in BUDGETS:
@@ -76,6 +80,9 @@ def _plan(times: dict, chapter: str, code: str) -> nodes.Element:
         else:
             timing += nodes.Text("not measured yet")
     timing += nodes.Text(". Measured on " + "; ".join(machines) + "." if machines else ".")
+    if cpu_times:
+        timing += nodes.Text(" Where a busy machine stretched the wall time, the time shown is the kernel's CPU"
+                             " time: about what the chapter takes on a machine of its own.")
     box += timing
     needs = nodes.paragraph("", "Needs: the packages of ")
     needs += nodes.literal("", "requirements.txt")
@@ -151,8 +158,10 @@ def describe_code(source: str, helpers: dict[str, ast.FunctionDef]) -> str:
         texts = {kind: [t for t in ts if "…" not in t or len(re.sub(r"\W|…", "", t)) >= 3] for kind, ts in texts.items()}
         parts = texts.get("title", [])[:1]
         x, y = ((texts.get(axis) or [""])[0] for axis in "xy")
-        if x or y:
-            parts.append(f"{y or 'values'} against {x or 'position'}")
+        if x and y:
+            parts.append(f"{y} against {x}")
+        elif x or y:
+            parts.append(f"x axis: {x}" if x else f"y axis: {y}")
         if texts.get("curve"):
             parts.append("curves: " + ", ".join(texts["curve"]))
         if parts:
@@ -160,12 +169,12 @@ def describe_code(source: str, helpers: dict[str, ast.FunctionDef]) -> str:
     return " | ".join(described).replace("$", "")
 
 
-def _introduction(markdown: str) -> str:
-    """The prose's last sentence if it introduces what follows (ends with a colon), else ''."""
-    text = re.sub(r"[*`$]", "", " ".join(markdown.split()))
-    if not text.endswith(":"):
-        return ""
-    return re.split(r"(?<=[.!?])\s+", text)[-1].rstrip(":")
+def introduction(markdown: str) -> str:
+    """The sentence of the prose before a figure that introduces it: the last one that ends with a
+    colon or speaks of a plot or picture ('' if none does)."""
+    sentences = re.split(r"(?<=[.!?:])\s+", re.sub(r"[*`$]", "", " ".join(markdown.split())))
+    about = [s for s in sentences if s.endswith(":") or re.search(r"\b(plot\w*|pictures?|figures?|below)\b", s, re.I)]
+    return about[-1].rstrip(":") if about else ""
 
 
 def _figures(notebook: dict) -> dict[str, str]:
@@ -190,7 +199,7 @@ def _figures(notebook: dict) -> dict[str, str]:
             digest = hashlib.sha256(base64.b64decode("".join(png))).hexdigest()
             recorded = output.get("metadata", {}).get("image/png", {}).get("alt", "")
             found[digest] = (recorded or describe_code("".join(cell["source"]), helpers)
-                             or _introduction(prose))
+                             or introduction(prose))
         prose = ""
     return found
 
