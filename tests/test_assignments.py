@@ -1,8 +1,10 @@
 """Classroom assignments (tools/assignments.py, nbgrader): the release hides solutions and hidden
 tests; the instructor's solutions score full marks; the untouched release scores zero with
-messages a student can act on; edited tests are put back. On the fixture chapter (fast) and on
-every real chapter. Each test builds its own course folder under tmp; nothing is written into the
-repository."""
+messages a student can act on; a copycat who calls the reference instead of solving scores zero;
+edited tests are put back. On the fixture chapter (fast) and on every real chapter, graded at the
+`test` profile; each real chapter is one test (all three submissions in one `nbgrader autograde`),
+and `make test` spreads those tests over both workers (tests/conftest.py). Each test builds its own
+course folder under tmp; nothing is written into the repository."""
 
 import re
 import shutil
@@ -17,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import assignments  # noqa: E402
 import notebooks  # noqa: E402
 
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+CHAPTER_SOURCES = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.py"))
 FIXTURE = ROOT / "tests" / "fixtures" / "90_fixture.py"
 
 
@@ -185,15 +187,233 @@ def test_edited_tests_and_setup_are_put_back(students):
 
 
 # ---------------------------------------------------------------------------------------------
-# Every real chapter (each autograde runs the whole chapter at the test profile)
+# Every real chapter: the instructor's solutions score full marks, the untouched release zero, and a
+# copycat zero. A copycat solves each autograded exercise by calling the reference (the package's
+# function, the chapter's printed copy, torch's version), or by pasting the chapter's code for the
+# printed case when the exercise asks for a variant. Each entry: (the solution cell a copycat
+# hands in, a fragment of the message its test must fail with, or None when any failure will do).
+# "not available" is lmbook.grading.without's message: the visible tests passed and the hidden
+# tests, which take the reference away, caught it.
+
+BLOCKED = "is not available in this test"
+COPYCATS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "01_ngram": {
+        "answer_abs_discount_prob": ("""\
+def abs_discount_prob(counts, history, token, d, vocab_size):
+    seen = {w: c for (h, w), c in counts.items() if h == history}
+    total = sum(seen.values())
+    if total == 0:
+        return 1 / vocab_size
+    return float(ngram.kneser_ney(seen.get(token, 0), total, len(seen), 1 / vocab_size, d))""", BLOCKED),
+        "answer_perplexity": ("""\
+def perplexity(probs):
+    return math.inf if 0 in probs else math.prod(probs) ** (-1 / len(probs))  # the printed formula""", None),
+        "answer_continuation_probs": ("""\
+def continuation_probs(seqs, v):  # the unigram continuation of section 1.4, v ignored
+    bigram_types = set()
+    for seq in seqs:
+        padded = ["<s>"] + list(seq) + ["</s>"]
+        bigram_types.update(zip(padded, padded[1:]))
+    preceders = Counter(w for _, w in bigram_types)
+    return {w: n / len(bigram_types) for w, n in preceders.items()}""", None),
+    },
+    "02_neural": {
+        "answer_trigram_logits": ("""\
+def trigram_logits(prev2, prev1, W):  # the printed bigram
+    return F.one_hot(prev1, W.shape[1]).to(W.dtype) @ W""", None),
+        "answer_smoothed_ce_grad": ("""\
+def smoothed_ce_grad(logits, targets, eps):
+    z = logits.detach().clone().requires_grad_()
+    (grad,) = torch.autograd.grad(F.cross_entropy(z, targets, label_smoothing=eps), z)
+    return grad""", BLOCKED),
+        "answer_rms_norm": ("""\
+def rms_norm(x, gamma, eps=1e-6):
+    return F.rms_norm(x, (x.shape[-1],), gamma, eps=eps)""", BLOCKED),
+    },
+    "03_rnn": {
+        "answer_gru_step_original": ("""\
+def gru_step_original(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    return gru_cell(x @ weight_ih.T + bias_ih, h, weight_hh, bias_hh)  # the printed cell""", BLOCKED),
+        "answer_clip_global_norm": ("""\
+def clip_global_norm(parameters, max_norm):
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm).item()""", BLOCKED),
+        "answer_lstm_peephole_step": ("""\
+def lstm_peephole_step(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh, peephole):
+    return lstm_cell(x @ weight_ih.T + bias_ih, (h, c), weight_hh, bias_hh)  # the printed cell""", BLOCKED),
+    },
+    "04_attention": {
+        "answer_masked_multihead_attention": ("""\
+def masked_multihead_attention(x, W_q, W_k, W_v, W_o, n_heads, mask):
+    B, T, d = x.shape
+    q, k, v = ((x @ W).view(B, T, n_heads, d // n_heads).transpose(1, 2) for W in (W_q, W_k, W_v))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(B, T, d) @ W_o""",
+                                              BLOCKED),
+        "answer_offset_rotation": ("""\
+def offset_rotation(k, d):  # fit M to the package's encodings
+    pe = sinusoidal_positions(k + 4 * d, d).double()
+    return torch.linalg.lstsq(pe[: 4 * d], pe[k:]).solution.float()""", BLOCKED),
+        "answer_dot_attention": ("""\
+def dot_attention(query, keys, mask):
+    c, w = scaled_dot_product_attention(query[:, None], keys, keys, attn_mask=mask[:, None], scale=1.0,
+                                        return_weights=True)
+    return c[:, 0], w[:, 0]""", BLOCKED),
+    },
+    "05_transformer": {
+        "answer_nanogpt_decay_split": ("""\
+def nanogpt_decay_split(model):
+    return decay_split(model)  # the book's rule, not nanoGPT's""", None),
+        "answer_gpt_param_count": ("""\
+def gpt_param_count(config, tied=True, learned_positions=True):
+    V, T, d = config.vocab_size, config.block_size, config.n_embd
+    return param_count(config) + (0 if tied else V * d) - (0 if learned_positions else T * d)""", BLOCKED),
+        "answer_top_p_logits": ("""\
+def top_p_logits(logits, p):  # the printed top-k, with k = 2
+    kth = torch.topk(logits, 2, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, -math.inf)""", None),
+    },
+    "06_tokenization": {
+        "answer_expand_to_bytes": ("""\
+def expand_to_bytes(ids, merges):
+    return list(Tokenizer(None, {p: 256 + k for k, p in enumerate(merges)}).decode(ids).encode("utf-8"))""",
+                                   BLOCKED),
+        "answer_wordpiece_train": ("""\
+def wordpiece_train(words, num_merges):
+    return train_merges_naive(words, num_merges)  # the printed BPE trainer""", None),
+        "answer_bpe_encode": ("""\
+def bpe_encode(text, merges):
+    return Tokenizer(None, {p: 256 + k for k, p in enumerate(merges)}).encode(text)""", BLOCKED),
+    },
+    "07_gpu_training": {
+        "answer_wsd_lr": ("""\
+def wsd_lr(step, lr, min_lr, warmup_steps, decay_steps, max_steps):
+    return lr_schedule(step, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, max_steps=max_steps)""", None),
+        "answer_stochastic_bfloat16": ("""\
+def stochastic_bfloat16(x, generator):
+    return round_mantissa(x, 7)  # the printed rounding to nearest""", None),
+        "answer_mfu": ("""\
+def mfu(tokens_per_second, config, peak_tflops):
+    return tokens_per_second * flops_per_token(config) / (peak_tflops * 1e12)
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
-def test_chapter_assignment(chapter, tmp_path):
+print(f"A100 constant: {mfu(150_000, gpt2_small, 312):.1%}; true H100 MFU: {mfu(150_000, gpt2_small, 989.4):.1%}")""",
+                       BLOCKED),
+    },
+    "08_generation": {
+        "answer_typical_filter": ("""\
+def typical_filter(logits, mass):
+    from transformers import TypicalLogitsWarper
+    return TypicalLogitsWarper(mass=mass)(None, logits)""", BLOCKED),
+        "answer_bits_per_byte_from_nats": ("""\
+def bits_per_byte_from_nats(nats_per_char, text):
+    return evaluate.bits_per_byte(torch.full((len(text),), -nats_per_char, dtype=torch.float64), text)""", BLOCKED),
+    },
+}
+
+
+def copycat_release(course: Path, assignment: str, name: str, stem: str, folder: Path) -> Path:
+    """The release with each autograded exercise's solution cell replaced by its copycat."""
+    assert stem in COPYCATS, (f"{stem} has no entry in COPYCATS: add, for each of its autograded exercises, "
+                              "the solution a copycat would hand in by calling the reference")
+    nb = nbformat.read(course / "release" / assignment / name, as_version=4)
+    cells = _by_grade_id(nb)
+    for grade_id, (source, _) in COPYCATS[stem].items():
+        assert grade_id in cells and cells[grade_id].metadata.nbgrader.solution, \
+            f"{stem}: no solution cell {grade_id} (the exercise changed? update COPYCATS)"
+        cells[grade_id].source = source
+    folder.mkdir(exist_ok=True)
+    nbformat.write(nb, folder / name)
+    return folder / name
+
+
+def check_copycat_scores_zero(result: dict, stem: str) -> None:
+    expected = {fragment for _, fragment in COPYCATS[stem].values()}
+    assert result["max_score"] > 0
+    passed = [g for g, t in result["tests"].items() if t["score"] > 0]
+    assert not passed, f"{stem}: these tests give points to a copycat that calls the reference: {passed}"
+    for grade_id, test in result["tests"].items():
+        assert "NotImplementedError" not in test["message"], \
+            f"{stem}: test {grade_id} has no copycat in COPYCATS (it failed on an unsolved stub)"
+    if BLOCKED in expected:  # the hidden tests' take-away of the references is what caught them
+        assert any(BLOCKED in t["message"] for t in result["tests"].values()), result["tests"]
+
+
+INSTRUCTOR_CHECK = "# instructor check: "
+
+
+def with_instructor_checks(release: Path, source: Path, folder: Path) -> Path:
+    """The untouched release, with one cell added after each autograded test cell (students may add
+    cells; the autograder runs them and grades only its own): the instructor's solution cells of that
+    exercise, then the test cell with its hidden tests. The graded cells see the unsolved release;
+    the added cells show, in the same run, that the instructor's solutions pass every test."""
+    nb, original = nbformat.read(release, as_version=4), _by_grade_id(nbformat.read(source, as_version=4))
+    cells, solutions = [], []
+    for cell in nb.cells:
+        cells.append(cell)
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            solutions.append(original[meta["grade_id"]].source)
+        elif meta.get("grade"):
+            test = original[meta["grade_id"]].source
+            cells.append(nbformat.v4.new_code_cell(
+                f"{INSTRUCTOR_CHECK}{meta['grade_id']}\n" + "\n\n".join(solutions + [test])
+                + f"\nprint('passed: {meta['grade_id']}')"))
+            solutions = []
+    nb.cells = cells
+    folder.mkdir(exist_ok=True)
+    nbformat.write(nb, folder / release.name)
+    return folder / release.name
+
+
+def check_instructor_passes(graded: Path, test_ids: list[str]) -> None:
+    nb = nbformat.read(graded, as_version=4)
+    checks = {c.source.splitlines()[0][len(INSTRUCTOR_CHECK):]: c for c in nb.cells
+              if c.cell_type == "code" and c.source.startswith(INSTRUCTOR_CHECK)}
+    assert sorted(checks) == sorted(test_ids), f"instructor checks ran for {sorted(checks)}, tests are {sorted(test_ids)}"
+    for grade_id, cell in checks.items():
+        errors = [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"the instructor's solution fails test {grade_id}: {errors}"
+        assert any(f"passed: {grade_id}" in o.get("text", "") for o in cell.outputs), cell.outputs
+
+
+def check_chapter_body_runs(graded: Path) -> None:
+    """Every cell before the exercises runs without an error in the course folder (no path that only
+    works next to the chapter, no state that only the book's kernel had)."""
+    nb = nbformat.read(graded, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.startswith("## Exercises"):
+            break
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        assert not errors, f"{graded.name} cell {i + 1} failed under the autograder: {errors[0].ename}: {errors[0].evalue}"
+
+
+@pytest.mark.parametrize("py", CHAPTER_SOURCES, ids=lambda p: p.stem)
+def test_chapter_assignment(py, tmp_path):
+    """Built from the chapter's .py (the release clears outputs anyway), so a chapter whose notebook
+    waits for its next run is graded as its source says. Two submissions, one `nbgrader autograde`,
+    so the chapter runs twice: the untouched release, which scores zero with messages a student can
+    act on and carries the instructor checks (the instructor's solutions pass every test, hidden
+    ones included, in the same run), and a copycat, who scores zero. (The fixture chapter's tests
+    show that nbgrader gives full marks to solutions that pass; `make test` also runs every chapter,
+    solutions and hidden tests included, under nbval.)"""
+    chapter = tmp_path / py.with_suffix(".ipynb").name
+    nbformat.write(notebooks.build(py), chapter)
     course = tmp_path / "course"
     [release] = assignments.build([chapter], course)
-    assignment = assignments.assignment_name(chapter)
-    check_release(course / "source" / assignment / chapter.name, release)
-    submission = solved_release(course, assignment, chapter.name, tmp_path / "instructor")
-    check_full_marks(assignments.autograde(course, assignment, "instructor", submission))
-    check_zero_with_messages(assignments.autograde(course, assignment, "blank", release))
+    assignment, name = assignments.assignment_name(chapter), chapter.name
+    source = course / "source" / assignment / name
+    check_release(source, release)
+    assignments.submit(course, assignment, "blank", with_instructor_checks(release, source, tmp_path / "blank"))
+    assignments.submit(course, assignment, "copycat", copycat_release(course, assignment, name, py.stem, tmp_path / "copycat"))
+    assignments.nbgrader(course, "autograde", assignment, "--create", "--force")
+    graded = {s: assignments.results(course, assignment, s, name) for s in ("blank", "copycat")}
+    check_zero_with_messages(graded["blank"])
+    check_instructor_passes(graded["blank"]["notebook"], list(graded["blank"]["tests"]))
+    check_copycat_scores_zero(graded["copycat"], py.stem)
+    for result in graded.values():
+        check_chapter_body_runs(result["notebook"])
+
+
+def test_every_chapter_has_copycats():
+    missing = [p.stem for p in CHAPTER_SOURCES if p.stem not in COPYCATS]
+    assert not missing, f"chapters without copycats in COPYCATS (see the comment above it): {missing}"
+    assert not (stale := sorted(set(COPYCATS) - {p.stem for p in CHAPTER_SOURCES})), f"no such chapters: {stale}"
