@@ -42,14 +42,17 @@ import torch.nn.functional as F
 from lmbook import data, env, ngram
 from lmbook.batching import Vocab, random_batches, stream_batches, stream_windows
 from lmbook.plot import use_book_style
-from lmbook.train import evaluate, train
+from lmbook.train import decay_split, evaluate, train
 
-chapter_start = time.perf_counter()
+chapter_start, chapter_cpu = time.perf_counter(), time.process_time()
 env.seed_everything(1337)
 use_book_style()
 device = env.device()
+# The CPU models of this chapter are small: one thread runs them about as fast as two, far more
+# steadily when other programs share the cores, and with the same numbers on every run.
+torch.set_num_threads(env.pick(test=1, cpu=1, gpu=torch.get_num_threads()))
 print(env.describe())
-print(f"torch uses {torch.get_num_threads()} threads")
+print(f"torch uses {torch.get_num_threads()} thread(s)")
 
 # %% [markdown]
 # The data are nanoGPT's split of tinyshakespeare (first 90% for training, last 10% for
@@ -344,13 +347,12 @@ def build_gpt(config: GPTConfig, norm: str = "pre", seed: int = 0) -> GPT:
 #
 # The original Transformer was trained with a learning-rate *warm-up*: a few thousand steps of a
 # small learning rate that grows linearly to its peak. Xiong et al. (2020) traced the need for it
-# to post-norm: at initialisation the gradients of a post-norm stack are badly scaled from one
-# layer to the next, because every LayerNorm on the residual path rescales both the signal and
-# the gradient that flows back through it, so the first full-size Adam steps can throw some
-# layers far off. In a pre-norm stack every block has a clean identity path to the output and
-# the gradients are evenly spread. We measure both things on a 12-block model: the gradient norm
-# of each block's weights at initialisation, then the training loss with and without warm-up
-# at the same peak learning rate.
+# to post-norm: at initialisation the gradients of a post-norm stack are badly scaled across its
+# layers, because every LayerNorm on the residual path rescales both the signal and the gradient
+# that flows back through it, so the first full-size Adam steps can throw some layers far off. In
+# a pre-norm stack every block has a clean identity path to the output. We measure both things on
+# a 12-block model: the gradient norm of each block's weights at initialisation, then the training
+# loss with and without warm-up at the same peak learning rate.
 
 # %%
 deep = GPTConfig(vocab_size=V, block_size=64, n_layer=12, n_head=4, n_embd=64)
@@ -366,6 +368,8 @@ for norm in ("pre", "post"):
           " ".join(f"{g:.3f}" for g in grad_norms[norm]))
 spread = {norm: max(g) / min(g) for norm, g in grad_norms.items()}
 print(f"largest / smallest block gradient: pre-norm {spread['pre']:.1f}, post-norm {spread['post']:.1f}")
+print(f"post-norm, block 1 / the median of blocks 2-12: "
+      f"{grad_norms['post'][0] / sorted(grad_norms['post'][1:])[5]:.1f}")
 assert spread["post"] > 3 * spread["pre"]
 
 # %%
@@ -377,13 +381,17 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Now train each for the same number of steps at a high peak learning rate, with and without a
-# linear warm-up over the first fifth of the steps (the loss shown is the mean of the training
-# minibatches over the last tenth of the run).
+# The two stacks differ, but not as a gradual growth from layer to layer: in the post-norm stack,
+# block 1, the only block that reads the raw embeddings (small numbers, initialised with standard
+# deviation 0.02) rather than the output of a LayerNorm, gets a gradient many times that of each
+# other block, and the other eleven get nearly the same; in the pre-norm stack the gradients
+# shrink gently from the first block to the last. Now train each for the same number of steps at
+# the same peak learning rate, with and without a linear warm-up over the first third of the steps
+# (the loss shown is the mean of the training minibatches over the last tenth of the run).
 
 # %%
-norm_steps = env.pick(test=20, cpu=200, gpu=1000)
-norm_lr = 3e-3
+norm_steps = env.pick(test=20, cpu=300, gpu=1000)
+norm_lr = 1e-3
 
 
 def run_norm_experiment(norm: str, warmup: int, config: GPTConfig = deep, lr: float = norm_lr,
@@ -406,7 +414,7 @@ def run_norm_experiment(norm: str, warmup: int, config: GPTConfig = deep, lr: fl
 
 
 norm_runs = {(norm, warmup): run_norm_experiment(norm, warmup)
-             for norm in ("pre", "post") for warmup in (0, norm_steps // 5)}
+             for norm in ("pre", "post") for warmup in (0, norm_steps // 3)}
 tail = max(1, norm_steps // 10)
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for (norm, warmup), losses in norm_runs.items():
@@ -418,17 +426,18 @@ ax.legend()
 plt.show()
 final = {key: sum(losses[-tail:]) / tail for key, losses in norm_runs.items()}
 for norm in ("pre", "post"):
-    print(f"{norm}-norm: warm-up changes the final loss by {final[(norm, norm_steps // 5)] - final[(norm, 0)]:+.3f}")
+    print(f"{norm}-norm: warm-up changes the final loss by {final[(norm, norm_steps // 3)] - final[(norm, 0)]:+.3f}")
+if env.profile() != "test":  # a few dozen steps show nothing; at the cpu profile post-norm needs the warm-up
+    assert final[("post", 0)] > final[("post", norm_steps // 3)] + 0.3 and final[("pre", 0)] < final[("post", 0)] - 0.3
 
 # %% [markdown]
-# The gradient norms show the mechanism: in the pre-norm stack the blocks' gradients are of
-# similar size; in the post-norm stack they differ by the factor printed above. The training
-# runs show what that means for optimisation at this depth and peak learning rate; the last
-# lines say how much warm-up changed each variant's final loss. Warm-up also helps Adam in
-# general, whose first steps rest on second-moment estimates made from very few gradients
-# (Liu et al., 2020), so even a pre-norm model can benefit from it; that is why GPT training
-# recipes, pre-norm included, keep a short warm-up, as we do in section 5.3. Exercise 6 makes
-# the stack deeper and the learning rate higher.
+# At this depth and peak learning rate the post-norm stack without warm-up does not train: its loss
+# stays near that of a model that knows only how frequent each character is. With the warm-up the
+# same stack trains. The pre-norm stack trains either way, and the warm-up changes its final loss
+# only a little (the last lines print by how much, for both). So warm-up is what made deep post-norm
+# stacks trainable, and pre-norm is what made it less critical. GPT training recipes, pre-norm
+# included, keep a short warm-up all the same: Adam's first steps rest on second-moment estimates
+# made from very few gradients (Liu et al., 2020). Section 5.3 does the same.
 #
 # ### Dropout, weight tying, initialisation
 #
@@ -438,7 +447,7 @@ for norm in ("pre", "post"):
 # - **Weight tying** (Press & Wolf, 2017): the output layer that turns the final vector into
 #   logits uses the token-embedding matrix itself, $\text{logits} = h\, W_E^\top$. A token that
 #   is embedded near a vector is also predicted from it; it saves $V \cdot d$ parameters, a
-#   large share of a small model with a big vocabulary (exercise 2 counts them for GPT-2).
+#   large share of a small model with a big vocabulary (exercise 2 counts a model without it).
 # - **Initialisation** (GPT-2's): weights $\sim \mathcal{N}(0, 0.02^2)$, biases 0, and the two
 #   projections that write into the residual stream scaled down by $1/\sqrt{2L}$, because the
 #   stream is a sum of $2L$ such contributions: the variance of the sum stays put as $L$ grows.
@@ -616,7 +625,7 @@ for c in [GPTConfig(V, 128, 4, 4, 128), GPTConfig(V, 64, 3, 2, 48, bias=False), 
 
 # %% [markdown]
 # The formula reproduces GPT-2's published sizes (124M, 355M, 774M, 1.5B; the "117M" of the
-# original paper was a miscount that OpenAI later corrected).
+# original paper {cite:p}`radford2019` was a miscount that OpenAI later corrected).
 #
 # ### Counting FLOPs
 #
@@ -664,7 +673,7 @@ for name, c in [("GPT-2 small", GPTConfig(50257, 1024, 12, 12, 768)), ("our char
     print(f"{name:13s} {total / 1e6:8.1f} MFLOP/token: " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items()))
 
 # %% [markdown]
-# With a vocabulary of 50,257 the output layer is a large part of GPT-2's cost; with 65
+# With GPT-2's vocabulary of 50,257 tokens {cite:p}`radford2019` the output layer is a large part of its cost; with 65
 # characters it is negligible, and attention's share grows with the context. Chapter 7 uses this
 # count to measure how much of a GPU's peak a training run achieves.
 #
@@ -672,24 +681,18 @@ for name, c in [("GPT-2 small", GPTConfig(50257, 1024, 12, 12, 768)), ("our char
 #
 # The model below is about nanoGPT's CPU configuration with a longer context: 4 blocks of width
 # 128 with 4 heads, a context of 128 characters. We train it with chapter 2's `lmbook.train.train`
-# (which expects a model that returns logits, hence a two-line wrapper), AdamW with weight decay on
-# the matrices only, a linear warm-up followed by a cosine decay of the learning rate, and
-# gradient clipping. The validation loss is measured on non-overlapping windows of 128
-# characters of the validation split (the first characters of each window have less context,
-# so this slightly overstates the loss of a model reading continuous text).
+# (which takes a model that returns logits or, like the GPT, `(logits, loss)`), AdamW, a linear warm-up
+# followed by a cosine decay of the learning rate, and gradient clipping. Weight decay applies to
+# the weight matrices only, not to biases, LayerNorm gains or embeddings (the tied output matrix
+# included): the book's one rule, `lmbook.train.decay_split`, which chapter 7 explains. nanoGPT
+# decays the embeddings too, one of the differences to remember when comparing with its numbers.
+# At the `cpu` profile the budget is 800 steps of 16 windows of 128 characters, as many training
+# characters as chapter 3's LSTM read, so that the running table below compares the two at an
+# equal budget. The validation loss is measured on non-overlapping windows of 128 characters of the
+# validation split (the first characters of each window have less context, so this slightly
+# overstates the loss of a model reading continuous text).
 
 # %%
-class LogitsOnly(nn.Module):
-    """lmbook.train expects model(x) -> logits; GPT returns (logits, loss)."""
-
-    def __init__(self, gpt: GPT):
-        super().__init__()
-        self.gpt = gpt
-
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.gpt(idx)[0]
-
-
 def chunks(ids: Tensor, T: int) -> tuple[Tensor, Tensor]:
     """Non-overlapping windows X (N, T) and their next characters Y (N, T)."""
     n = (len(ids) - 1) // T
@@ -697,10 +700,13 @@ def chunks(ids: Tensor, T: int) -> tuple[Tensor, Tensor]:
 
 
 def adamw(model: nn.Module, lr: float, weight_decay: float = 0.1) -> torch.optim.AdamW:
-    """AdamW that decays the weight matrices and embeddings, not the biases and LayerNorm gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+    """AdamW that decays the weight matrices only: not the biases, LayerNorm gains or embeddings (the
+    tied output matrix included), the book's one rule, lmbook.train.decay_split. nanoGPT differs: it
+    decays every parameter with 2 or more dimensions, embeddings included."""
+    decay, no_decay = decay_split(model)
+    params = dict(model.named_parameters())
+    return torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": weight_decay},
+                              {"params": [params[n] for n in no_decay], "weight_decay": 0.0}],
                              lr=lr, betas=(0.9, 0.99))
 
 
@@ -717,9 +723,9 @@ def warmup_cosine(steps: int, warmup: int, floor: float = 0.1):
 gpt_config = env.pick(test=GPTConfig(V, 64, 2, 2, 64),
                       cpu=GPTConfig(V, 128, 4, 4, 128),
                       gpu=GPTConfig(V, 256, 6, 6, 384, dropout=0.2))
-gpt_steps = env.pick(test=60, cpu=1500, gpu=5000)
-gpt_batch = env.pick(test=16, cpu=32, gpu=64)
-gpt_lr = env.pick(test=3e-3, cpu=3e-3, gpu=1e-3)
+gpt_steps = env.pick(test=60, cpu=800, gpu=5000)
+gpt_batch = env.pick(test=16, cpu=16, gpu=64)
+gpt_lr = env.pick(test=3e-3, cpu=1e-2, gpu=1e-3)  # a short run takes a high peak rate
 X_val, Y_val = chunks(val_ids, gpt_config.block_size)
 n_eval = env.pick(test=16, cpu=128, gpu=None)             # windows scored during training
 torch.manual_seed(1337)
@@ -737,26 +743,22 @@ print(f"step-0 validation loss {loss0.item():.4f}, ln V = {math.log(V):.4f}")
 assert abs(loss0.item() - math.log(V)) < 0.05
 
 train_start = time.perf_counter()
-gpt_history = train(LogitsOnly(gpt), stream_batches(train_ids, gpt_config.block_size, gpt_batch,
+gpt_history = train(gpt, stream_batches(train_ids, gpt_config.block_size, gpt_batch,
                                                     torch.Generator().manual_seed(1337)),
                     steps=gpt_steps, optimizer=adamw(gpt, gpt_lr), lr_schedule=warmup_cosine(gpt_steps, gpt_steps // 15),
                     grad_clip=1.0, eval_sets={"val (subset)": (X_val[:n_eval], Y_val[:n_eval])},
                     eval_every=max(1, gpt_steps // 10), progress=False, device=device)
 gpt_train_seconds = time.perf_counter() - train_start
-gpt_val = evaluate(LogitsOnly(gpt), X_val, Y_val)
+gpt_val = evaluate(gpt, X_val, Y_val)
 print(f"trained in {gpt_train_seconds:.0f} s ({gpt_steps / gpt_train_seconds:.2f} steps/s, "
       f"{torch.get_num_threads()} torch threads); validation loss {gpt_val:.4f} nats/char "
       f"on all {Y_val.numel():,} validation characters")
 
 # %%
 ax = gpt_history.plot(smooth=max(1, gpt_steps // 20), title=f"GPT, {gpt.num_params() / 1e6:.2f}M parameters")
-ax.axhline(1.70, color="grey", ls="--", lw=1, label="target 1.70")
-ax.legend()
 plt.show()
-print(f"target: validation loss <= 1.70 nats/char at the cpu profile -> {gpt_val:.4f}, "
-      f"{'met' if gpt_val <= 1.70 else 'missed'} ({env.profile()} profile)")
 if env.profile() != "test":
-    assert gpt_val < 1.85, f"validation loss {gpt_val:.3f}: training went wrong"
+    assert gpt_val < 2.1, f"validation loss {gpt_val:.3f}: training went wrong"
 
 # %% [markdown]
 # Samples, starting from a newline, at temperature 1 (the model's own distribution) and 0.7
@@ -784,64 +786,67 @@ with tempfile.TemporaryDirectory() as folder:
           "| same logits:", torch.equal(reloaded.eval()(X_val[:2].to(device))[0], gpt.eval()(X_val[:2].to(device))[0]))
 
 # %% [markdown]
-# ### The running table
+# ### The running table, at an equal budget
 #
-# Chapter 1's best n-gram model is refitted here, and chapter 2's MLP and chapter 3's LSTM are
-# retrained here on the same split (with shorter budgets than in their own chapters, which the
-# table states, so that this notebook stays within its time budget); every number comes from
-# this run.
+# Chapter 1's best n-gram model is refitted here (counting needs no training budget). The neural
+# models are compared at the same number of training characters: at the `cpu` profile, the
+# 1,638,400 that chapter 3's two-layer LSTM read (800 steps of 32 × 64). The GPT above was sized to
+# it, chapter 2's MLP is retrained here with it (windows of 16 characters, each predicting one), and
+# the LSTM's result is quoted from chapter 3's run at the `cpu` profile rather than trained a second
+# time. The table prints each model's budget and where its number comes from.
 
 # %%
 from lmbook.mlp import MLPLanguageModel
-from lmbook.rnn import CharRNN, evaluate_stream
+
+budget = gpt_steps * gpt_batch * gpt_config.block_size  # the GPT's training characters (targets)
+# Chapter 3's LSTM (2 layers of 256, truncated BPTT) at the cpu profile, quoted: validation loss with
+# the state carried through the whole text, training characters (800 steps x 32 x 64); its seconds
+# are chapter 3's to print (they depend on how busy the machine was).
+LSTM_CHAPTER_3 = (1.6464, 800 * 32 * 64)
 
 table = []
 kn_start = time.perf_counter()
 kn = ngram.NgramLM(6, "kneser_ney").fit([list(shakespeare_train)]).cross_entropy([list(shakespeare_val)])
-table.append(("Kneser-Ney 6-gram (ch. 1)", kn, time.perf_counter() - kn_start, "counts"))
+table.append(("Kneser-Ney 6-gram (ch. 1)", kn, len(train_ids), time.perf_counter() - kn_start, "refitted here (counts)"))
 
-mlp_steps = env.pick(test=100, cpu=5000, gpu=15000)
+mlp_steps = env.pick(test=budget // 256, cpu=budget // 256, gpu=min(budget // 256, 60_000))
 Xs_train, Ys_train = stream_windows(train_ids, 16)
 Xs_val, Ys_val = stream_windows(val_ids, 16)
 torch.manual_seed(1337)
-mlp = MLPLanguageModel(V, block_size=16, emb_dim=24, hidden=512, norm="layer")
+mlp = MLPLanguageModel(V, block_size=16, emb_dim=24, hidden=512, norm="layer")  # chapter 2's Shakespeare MLP
 mlp_start = time.perf_counter()
 train(mlp, random_batches(Xs_train, Ys_train, 256, torch.Generator().manual_seed(1337)), steps=mlp_steps,
       lr=3e-3, weight_decay=0.01, lr_schedule=lambda t: 1.0 if t < 0.8 * mlp_steps else 0.1,
       progress=False, device=device)
-table.append(("MLP, context 16 (ch. 2)", evaluate(mlp, Xs_val, Ys_val), time.perf_counter() - mlp_start,
-              f"{mlp_steps:,} steps x 256"))
+table.append(("MLP, context 16 (ch. 2)", evaluate(mlp, Xs_val, Ys_val), mlp_steps * 256,
+              time.perf_counter() - mlp_start, f"retrained here, {mlp_steps:,} steps x 256"))
+table.append(("LSTM 2 x 256 (ch. 3)", *LSTM_CHAPTER_3, None, "chapter 3, cpu profile"))
+table.append((f"GPT {gpt_config.n_layer} x {gpt_config.n_embd} (this chapter)", gpt_val, budget, gpt_train_seconds,
+              f"this run, {gpt_steps:,} steps x {gpt_batch} x {gpt_config.block_size}"))
 
-lstm_steps = env.pick(test=30, cpu=400, gpu=3000)
-torch.manual_seed(1337)
-lstm = CharRNN(V, emb_dim=64, hidden_size=256, num_layers=1, cell="lstm")
-lstm_start = time.perf_counter()
-train(lstm, stream_batches(train_ids, 64, 32, torch.Generator().manual_seed(1337)), steps=lstm_steps,
-      lr=3e-3, lr_schedule=warmup_cosine(lstm_steps, lstm_steps // 15), grad_clip=1.0, progress=False, device=device)
-table.append(("LSTM 1 x 256 (ch. 3)", evaluate_stream(lstm, val_ids), time.perf_counter() - lstm_start,
-              f"{lstm_steps:,} steps x 32 x 64"))
-table.append((f"GPT {gpt_config.n_layer} x {gpt_config.n_embd} (this chapter)", gpt_val, gpt_train_seconds,
-              f"{gpt_steps:,} steps x {gpt_batch} x {gpt_config.block_size}"))
-
-print(f"{'model':30s} {'val nats/char':>13s} {'train s':>8s}   budget")
-for label, loss, seconds, budget in table:
-    print(f"{label:30s} {loss:13.4f} {seconds:8.0f}   {budget}")
-print(f"\nGPT minus Kneser-Ney: {gpt_val - kn:+.4f} nats/char; GPT minus the best other neural model: "
-      f"{gpt_val - min(table[1][1], table[2][1]):+.4f}")
-if env.profile() != "test":  # the test profile's few steps rank nothing
-    assert gpt_val < min(table[1][1], table[2][1]), "the GPT should beat the MLP and the LSTM"
+print(f"{'model':28s} {'val nats/char':>13s} {'train chars':>12s} {'train s':>8s}   source")
+for label, loss, chars, seconds, source in table:
+    print(f"{label:28s} {loss:13.4f} {chars:12,} {'—' if seconds is None else f'{seconds:.0f}':>8s}   {source}")
+_, mlp_loss, _, _, _ = table[1]
+print(f"\nGPT minus LSTM: {gpt_val - LSTM_CHAPTER_3[0]:+.4f}; GPT minus MLP: {gpt_val - mlp_loss:+.4f}; "
+      f"GPT minus Kneser-Ney: {gpt_val - kn:+.4f} nats/char")
+if env.profile() == "cpu":  # the prose below describes this ranking; the other profiles' budgets differ
+    assert budget == LSTM_CHAPTER_3[1] and kn < LSTM_CHAPTER_3[0] < min(mlp_loss, gpt_val) - 0.1, table
+    assert abs(gpt_val - mlp_loss) < 0.05, table
 
 # %% [markdown]
-# Among the neural models, with these budgets, the Transformer is the best, and the reason is the
-# context: it reads 128 characters, all of them at once, and learns which to look at; the MLP's
-# input grows with its context, and the LSTM squeezes its context through one vector that it
-# updates one character at a time. The last line compares it with chapter 1's Kneser–Ney
-# 6-gram, which remains a remarkably strong baseline on a million characters of Shakespeare:
-# a few minutes of CPU are not enough for a small GPT to overtake it by much, if at all. With
-# more compute the GPT keeps improving where the n-gram cannot (nanoGPT's 10M-parameter
-# character model reaches 1.47 after a few minutes on a GPU; chapter 7 trains ours at that
-# scale), because a count model has nothing to gain from more steps and runs out of data for
-# longer contexts.
+# At an equal budget of training characters the LSTM is clearly the best of the neural models, and
+# the GPT ends close to the MLP, which reads only 16 characters (the differences are printed under
+# the table); chapter 1's 6-gram, with a million characters of counts, is ahead of all three. At this
+# small scale, reading the text in order and carrying a state is a prior that the LSTM gets from its
+# structure, while the Transformer must learn from the data where to look, and 1.6 million
+# characters are not much data. What the Transformer has, and this table cannot show, is how it
+# uses hardware: it computes every position of a sequence at once, in large matrix products that a
+# GPU runs close to its peak (chapter 7), where a recurrent network must take its steps one after
+# another. In the same hours it reads far more text, and it keeps improving with more of it, where
+# a count model has nothing to gain from more steps and runs out of data for longer contexts:
+# nanoGPT's 10M-parameter character model, trained on 82M characters in a few minutes on one GPU,
+# reaches a validation loss of 1.47 on this split {cite:p}`karpathy2022nanogpt`.
 #
 # ## 5.4 The Transformer family
 #
@@ -956,10 +961,10 @@ print(f"MLM after {bert_steps} steps ({time.perf_counter() - bert_start:.0f} s):
 
 # %% [markdown]
 # Probing: hide characters of a line and ask the model to fill them in. A bidirectional model can
-# read both sides of each gap, which a left-to-right GPT cannot do; the accuracy above says how far
-# a few minutes of training have taken it (an MLM learns from only 15% of the positions of each
-# batch, so it needs many more steps than a GPT of the same size; guessing the most frequent
-# character, a space, is the first thing it learns):
+# read both sides of each gap, which a left-to-right GPT cannot do. The accuracy above says how far
+# this short run has taken it: an MLM learns from only 15% of the positions of each batch, so it
+# needs many more steps than a GPT of the same size, and the first thing it learns is to guess the
+# most frequent character, a space:
 
 # %%
 @torch.no_grad()
@@ -991,21 +996,18 @@ for probe in ["To be, or not to be, th_t is the qu_stion:", "My lord, I w_ll not
 # *permutation-equivariant*: shuffle the input and the outputs shuffle the same way. The same
 # snippet has further mistakes: it passes the embeddings to `nn.Transformer`, which is an
 # encoder–decoder and needs a target sequence too (an encoder-only model uses
-# `nn.TransformerEncoder`, or blocks like ours with no causal mask); its embedding width (128)
-# differs from the model width (512); and it has no masked-LM objective. The fix for the position
-# bug is one line: look up `arange(T)`. Here is what the bug costs, training the same model the
-# same way:
+# `nn.TransformerEncoder`, or blocks like ours with no causal mask); its embedding width differs
+# from the model width; and it has no masked-LM objective. The fix for the position bug is one
+# line: look up `arange(T)`.
+#
+# What does the bug cost? Not something a run this short can show in the loss: the fixed model above
+# has learned little beyond character frequencies (it fills every blank with a space), and a model
+# that knows only frequencies does not need positions. What the bug costs can be shown without
+# training at all, because it is structural. Build the buggy model and give it a line with five gaps:
 
 # %%
 torch.manual_seed(0)
-buggy_bert = TinyBERT(bert_config, buggy_positions=True)
-buggy_losses = train_mlm(buggy_bert, bert_steps)
-buggy_loss, buggy_acc = mlm_eval(buggy_bert)
-print(f"{'positions':24s} {'MLM val loss':>12s} {'accuracy':>9s}")
-print(f"{'arange(T) (fixed)':24s} {bert_loss:12.3f} {bert_acc:9.1%}")
-print(f"{'token ids (the bug)':24s} {buggy_loss:12.3f} {buggy_acc:9.1%}")
-
-# %%
+buggy_bert = TinyBERT(bert_config, buggy_positions=True)  # untrained: what follows holds for any weights
 with torch.no_grad():
     buggy_bert.eval()
     ids = torch.tensor([[MASK if ch == "_" else vocab.stoi[ch] for ch in "t_e qu_en an_ th_ k_ng"]])
@@ -1018,11 +1020,10 @@ assert spread < 1e-4
 # %% [markdown]
 # With the bug, all five gaps of "t_e qu_en an_ th_ k_ng" receive *identical* predictions: a
 # `[MASK]` token looks the same wherever it stands, and the model has no way to tell the gaps
-# apart, nor which characters are its neighbours. It can only learn which characters are
-# frequent in the sequence as a bag. After the short training above, the fixed model has not yet
-# learned much more than that either, so the two losses are still close; the difference is that
-# the fixed model *can* learn to read its neighbours with more steps (set `bert_steps` higher and
-# compare again), while the buggy one never can, however long it trains.
+# apart, nor which characters are its neighbours. That holds for any weights, so no amount of
+# training can teach it to fill "t_e" differently from "k_ng"; it can only learn which characters
+# are frequent in the line as a bag. The fixed model has not learned more than that yet either,
+# but it can, with more steps (set `bert_steps` higher and probe again); the buggy one never can.
 #
 # ### Encoder–decoder: chapter 4's dates with `nn.Transformer`
 #
@@ -1167,93 +1168,140 @@ except hf.PretrainedUnavailable as err:
 #   is transformed), each wrapped in a residual addition with a LayerNorm in front (pre-norm).
 # - GPT = embeddings + causal blocks + a tied output layer. Parameters $\approx 12Ld^2 + Vd$,
 #   training FLOPs per token $\approx 6N + 12LTd$: both checked against the model.
-# - On the same data and a few minutes of CPU, the GPT beats the MLP and the LSTM; a well-smoothed
-#   n-gram is still a strong baseline at this scale, which more compute leaves behind.
+# - At an equal, small budget on a CPU, the LSTM beats the GPT, and a well-smoothed n-gram beats
+#   both. The Transformer's strength is that it turns parallel hardware into more text read, which
+#   chapter 7 puts to work.
 # - Encoder-only (BERT) trades generation for bidirectional context, trained by filling masks;
 #   encoder–decoder maps one sequence to another. Positions must be looked up by position.
 
 # %%
-print(f"this notebook ran in {time.perf_counter() - chapter_start:.0f} s at the {env.profile()} profile")
+print(f"this notebook ran in {time.perf_counter() - chapter_start:.0f} s at the {env.profile()} profile, "
+      f"using {time.process_time() - chapter_cpu:.0f} s of CPU time")
 
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 (autograded).** Write `split_heads(x, n_head)`, which turns a tensor of shape
-# `(B, T, d)` into `(B, n_head, T, d // n_head)` (head `i` holds the slice
-# `x[..., i*hs:(i+1)*hs]`), and `merge_heads(y)`, its inverse. No loops.
+# **Exercise 1 (autograded).** nanoGPT's rule for weight decay differs from this book's
+# (section 5.3): it decays every parameter with two or more dimensions, embeddings included, and
+# nothing else. Write `nanogpt_decay_split(model)` returning `(decay, no_decay)`, two lists of
+# parameter names in the order of `model.named_parameters()` (which lists a tied parameter once),
+# with nanoGPT's rule. The hidden tests take `decay_split` away.
 
 # %%
-def split_heads(x: Tensor, n_head: int) -> Tensor:
+def nanogpt_decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
     ### BEGIN SOLUTION
-    B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(name)
+    return decay, no_decay
     ### END SOLUTION
 
-
-def merge_heads(y: Tensor) -> Tensor:
-    ### BEGIN SOLUTION
-    B, nh, T, hs = y.shape
-    return y.transpose(1, 2).reshape(B, T, nh * hs)
-    ### END SOLUTION
-
-
 # %%
-# Autograded test: ex1_heads (2 points)
-_x = torch.randn(2, 5, 12)
-_h = split_heads(_x, 3)
-assert _h.shape == (2, 3, 5, 4), f"expected shape (2, 3, 5, 4), got {tuple(_h.shape)}"
-assert torch.equal(_h[:, 1], _x[..., 4:8]), "head 1 should hold the slice x[..., 4:8]"
-assert torch.equal(merge_heads(_h), _x), "merge_heads(split_heads(x)) should give x back"
-
-# %% [markdown]
-# **Exercise 2 (autograded).** Without weight tying, the output layer would have its own
-# $V \times d$ matrix. Write `untied_param_count(config)` returning the parameter count of such
-# a model (use `param_count`).
-
-# %%
-def untied_param_count(config: GPTConfig) -> int:
-    ### BEGIN SOLUTION
-    return param_count(config) + config.vocab_size * config.n_embd
-    ### END SOLUTION
-
-
-# %%
-# Autograded test: ex2_untied (2 points)
-_c = GPTConfig(vocab_size=100, block_size=16, n_layer=2, n_head=2, n_embd=32)
-_m = GPT(_c)
-_m.lm_head.weight = nn.Parameter(_m.lm_head.weight.detach().clone())       # untie
-assert untied_param_count(_c) == sum(p.numel() for p in _m.parameters()), "count the separate output matrix"
+# Autograded test: ex1_nanogpt_decay (2 points)
+_m = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
+_decay, _no_decay = nanogpt_decay_split(_m)
+assert "transformer.wte.weight" in _decay and "transformer.wpe.weight" in _decay, \
+    "nanoGPT decays the embeddings (the tied output matrix is the token embedding)"
+assert "transformer.h.0.attn.c_attn.weight" in _decay and "transformer.h.0.ln_1.weight" in _no_decay, \
+    "weight matrices decay; LayerNorm gains (one dimension) do not"
+assert sorted(_decay + _no_decay) == sorted(n for n, _ in _m.named_parameters()), "every parameter, once"
 ### BEGIN HIDDEN TESTS
-_c = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
-assert untied_param_count(_c) == 163_037_184
+from lmbook import grading
+
+_bert = TinyBERT(GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=2, n_embd=8))
+_names = [n for n, _ in _bert.named_parameters()]
+_expected = ([n for n, p in _bert.named_parameters() if p.dim() >= 2], [n for n, p in _bert.named_parameters() if p.dim() < 2])
+with grading.without("decay_split", "lmbook.train.decay_split", "lmbook.trainer.decay_split"):
+    assert nanogpt_decay_split(_bert) == _expected, "the lists in the order of named_parameters()"
+    _frozen = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    _frozen.transformer.wpe.weight.requires_grad_(False)
+    assert "transformer.wpe.weight" not in sum(nanogpt_decay_split(_frozen), []), \
+        "a frozen parameter (requires_grad=False) is in neither list: the optimizer never sees it"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise 3 (autograded).** Write `top_k_logits(logits, k)` that keeps the `k` largest logits
-# of each row of a `(B, V)` tensor and sets the others to `-inf` (what `generate(top_k=k)` does
-# before sampling).
+# **Exercise 2 (autograded).** Two common variations of our GPT change its parameter count: an
+# output layer with its own $V \times d$ matrix instead of the tied one, and no learned position
+# table (models with rotary positions, chapter 9, have none). Write
+# `gpt_param_count(config, tied=True, learned_positions=True)` from the table of section 5.2, for
+# any combination. The hidden tests take `param_count` and the model's own counting away.
 
 # %%
-def top_k_logits(logits: Tensor, k: int) -> Tensor:
+def gpt_param_count(config: GPTConfig, tied: bool = True, learned_positions: bool = True) -> int:
     ### BEGIN SOLUTION
-    kth = torch.topk(logits, k, dim=-1).values[:, -1:]
-    return logits.masked_fill(logits < kth, -math.inf)
+    V, T, L, d, b = config.vocab_size, config.block_size, config.n_layer, config.n_embd, int(config.bias)
+    block = 12 * d * d + 2 * d + 11 * d * b                  # attention, MLP and two LayerNorms
+    return (V * d + (T * d if learned_positions else 0) + L * block + d + d * b
+            + (0 if tied else V * d))
     ### END SOLUTION
 
+# %%
+# Autograded test: ex2_param_count (2 points)
+_c = GPTConfig(vocab_size=100, block_size=16, n_layer=2, n_head=2, n_embd=32)
+_m = GPT(_c)
+_m.lm_head.weight = nn.Parameter(_m.lm_head.weight.detach().clone())       # untie
+assert gpt_param_count(_c, tied=False) == sum(p.numel() for p in _m.parameters()), \
+    "untied: count the output layer's own V x d matrix"
+assert gpt_param_count(_c) == sum(p.numel() for p in GPT(_c).parameters()), "tied, with positions: the GPT itself"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_c2 = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=False)
+_m2 = GPT(GPTConfig(vocab_size=300, block_size=64, n_layer=3, n_head=4, n_embd=48, bias=False))
+_expected = sum(p.numel() for p in _m2.parameters()) - _m2.transformer.wpe.weight.numel()
+with grading.without("param_count", "lmbook.gpt.param_count", "lmbook.gpt.GPT.num_params"):
+    assert gpt_param_count(_m2.config, learned_positions=False) == _expected, \
+        "no position table: leave out T x d (and mind the biases: bias=False)"
+    assert gpt_param_count(_c2, tied=False, learned_positions=False) == 162_148_608, \
+        "GPT-2 small's shape without biases, untied, without positions"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 3 (autograded).** `generate(top_k=k)` keeps the $k$ most probable tokens. *Nucleus*
+# (top-$p$) sampling keeps a number that adapts to the distribution: in each row, the most probable
+# tokens, in order, until their probabilities add up to at least $p$ (the token that crosses $p$
+# included; at least one token). Write `top_p_logits(logits, p)` for a `(B, V)` tensor: the kept
+# logits unchanged, the others set to `-inf`.
 
 # %%
-# Autograded test: ex3_top_k (2 points)
-_z = torch.tensor([[1.0, 5.0, 3.0, 2.0], [0.0, -1.0, 4.0, 8.0]])
-_out = top_k_logits(_z, 2)
-assert torch.equal(torch.isfinite(_out), torch.tensor([[False, True, True, False], [False, False, True, True]])), \
-    "exactly the two largest logits of each row should stay finite"
-assert torch.equal(_out[torch.isfinite(_out)], torch.tensor([5.0, 3.0, 4.0, 8.0])), "kept logits must be unchanged"
+def top_p_logits(logits: Tensor, p: float) -> Tensor:
+    ### BEGIN SOLUTION
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs        # the mass of the tokens ranked above
+    keep_sorted = before < p                                   # keep while the mass so far is below p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, -math.inf)
+    ### END SOLUTION
+
+# %%
+# Autograded test: ex3_top_p (2 points)
+_z = torch.log(torch.tensor([[0.5, 0.25, 0.15, 0.1], [0.1, 0.15, 0.05, 0.7]]))
+_out = top_p_logits(_z, 0.6)
+assert torch.equal(torch.isfinite(_out), torch.tensor([[True, True, False, False], [False, False, False, True]])), \
+    "row 1: 0.5 + 0.25 crosses 0.6, keep two; row 2: 0.7 alone already reaches 0.6, keep one"
+assert torch.equal(_out[torch.isfinite(_out)], _z[torch.isfinite(_out)]), "kept logits must be unchanged"
+### BEGIN HIDDEN TESTS
+_z = torch.log(torch.tensor([[0.05, 0.5, 0.25, 0.2]]))
+assert torch.equal(torch.isfinite(top_p_logits(_z, 0.8)), torch.tensor([[False, True, True, True]])), \
+    "0.5 + 0.25 = 0.75 < 0.8: the third token (0.2) is needed too"
+assert torch.isfinite(top_p_logits(_z, 0.01)).sum() == 1, "at least the most probable token is kept"
+_g = torch.Generator().manual_seed(0)
+_r = torch.randn(50, 30, generator=_g) * 3
+_kept = torch.isfinite(top_p_logits(_r, 0.9))
+_probs = torch.softmax(_r, -1)
+assert ((_probs * _kept).sum(-1) >= 0.9 - 1e-6).all(), "the kept tokens must carry at least p of the mass"
+_smallest_kept = torch.where(_kept, _probs, torch.ones_like(_probs)).min(-1).values
+assert ((_probs * _kept).sum(-1) - _smallest_kept < 0.9).all(), "keep no more tokens than needed to reach p"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** `generate` recomputes the whole context for every new token. Add a *KV cache*:
 # keep each layer's keys and values of the tokens already processed, and for a new token compute
 # only its own query, key and value. Check that greedy generation gives the same tokens, and
-# measure the speed-up for 500 new tokens.
+# measure the speed-up for a continuation that fills the model's whole context (our positions stop
+# at `block_size`: beyond it, the cache would have to be rebuilt).
 
 # %%
 ### BEGIN SOLUTION
@@ -1303,8 +1351,10 @@ print("same tokens:", torch.equal(cached, plain), f"| cache {t1 - t0:.2f} s, no 
 # %% [markdown]
 # **Exercise 5.** Replace the learned position embedding by chapter 4's fixed sinusoidal positions
 # (`lmbook.attention.sinusoidal_positions`): copy them into `wpe.weight` and freeze it
-# (`requires_grad_(False)`). Train both variants for the same steps: what happens to the
-# validation loss, and to the parameter count?
+# (`requires_grad_(False)`). Mind the scales: the token embeddings start with a standard deviation
+# of 0.02, while the sinusoids have values up to 1. Train three variants for the same steps: learned
+# positions, the sinusoids as they are, and the sinusoids scaled to the size of the token embeddings
+# (a root mean square of 0.02). What happens to the validation loss, and to the parameter count?
 
 # %%
 ### BEGIN SOLUTION
@@ -1312,37 +1362,29 @@ from lmbook.attention import sinusoidal_positions
 
 ex_steps = env.pick(test=20, cpu=300, gpu=1000)
 results = {}
-for variant in ("learned", "sinusoidal"):
+for variant in ("learned", "sinusoidal, values up to 1", "sinusoidal, scaled to rms 0.02"):
     torch.manual_seed(0)
     m = GPT(GPTConfig(V, 64, 2, 4, 64))
-    if variant == "sinusoidal":
-        m.transformer.wpe.weight.data.copy_(sinusoidal_positions(64, 64))
+    if variant != "learned":
+        pe = sinusoidal_positions(64, 64)
+        scale = 0.02 / pe.pow(2).mean().sqrt() if "scaled" in variant else 1.0
+        m.transformer.wpe.weight.data.copy_(pe * scale)
         m.transformer.wpe.weight.requires_grad_(False)
-    train(LogitsOnly(m), stream_batches(train_ids, 64, 32, torch.Generator().manual_seed(0)), steps=ex_steps,
+    train(m, stream_batches(train_ids, 64, 32, torch.Generator().manual_seed(0)), steps=ex_steps,
           optimizer=adamw(m, 3e-3), progress=False, device="cpu")
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
-    results[variant] = evaluate(LogitsOnly(m), *chunks(val_ids[:20000], 64))
-    print(f"{variant:10s} val {results[variant]:.4f}, {trainable:,} trainable parameters")
+    results[variant] = evaluate(m, *chunks(val_ids[:20000], 64))
+    print(f"{variant:32s} val {results[variant]:.4f}, {trainable:,} trainable parameters")
+# Unscaled, each position vector is about 35 times the size of the token vectors it is added to: at
+# the start the model sees mostly where a character is, hardly which character, and it must first
+# grow its token embeddings: compare the first two lines. Scaled to the embeddings' size (the third
+# line), the fixed positions recover most of the difference, though in a run this short the learned
+# table is still ahead (Vaswani et al. found the two equal in their far longer runs); and they save
+# the block_size x d trainable parameters of the table.
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 6.** Make the pre-norm vs post-norm experiment of section 5.1 harder: 24 blocks,
-# peak learning rate 1e-2. At what depth or learning rate does post-norm without warm-up fail
-# outright, and does pre-norm still train?
-
-# %%
-### BEGIN SOLUTION
-deeper = GPTConfig(vocab_size=V, block_size=64, n_layer=env.pick(test=3, cpu=24, gpu=24), n_head=4, n_embd=64)
-ex6_steps = env.pick(test=10, cpu=100, gpu=500)
-for norm in ("pre", "post"):
-    losses = run_norm_experiment(norm, warmup=0, config=deeper, lr=1e-2, steps=ex6_steps)
-    print(f"{deeper.n_layer} blocks, {norm}-norm, lr 1e-2, no warm-up: training loss over the last "
-          f"{ex6_steps // 10} steps {sum(losses[-(ex6_steps // 10):]) / (ex6_steps // 10):.3f}")
-# Run longer and with warm-up (warmup=ex6_steps // 5) to see which of the two recovers.
-### END SOLUTION
-
-# %% [markdown]
-# **Exercise 7.** A rule of thumb from Hoffmann et al. (2022) is to train on about 20 tokens per
+# **Exercise 6.** A rule of thumb from Hoffmann et al. (2022) is to train on about 20 tokens per
 # parameter. Using `flops_per_token`, how many FLOPs would that be for our Shakespeare GPT, and
 # how long would it take on this machine at the rate measured in section 5.3? For GPT-2 small
 # with a 1,024-token context?
@@ -1353,12 +1395,12 @@ measured = gpt_steps * gpt_batch * gpt_config.block_size * flops_per_token(gpt_c
 for name, c in [("Shakespeare GPT", gpt_config), ("GPT-2 small", GPTConfig(50257, 1024, 12, 12, 768))]:
     tokens = 20 * param_count(c)
     flops = tokens * flops_per_token(c)
-    print(f"{name}: {tokens / 1e6:,.0f}M tokens, {flops:.2e} FLOPs, about {flops / measured / 3600:,.1f} hours "
-          f"here at {measured / 1e9:.0f} GFLOP/s")
+    print(f"{name} (context {c.block_size}): {tokens / 1e6:,.0f}M tokens, {flops:.2e} FLOPs, about "
+          f"{flops / measured / 3600:,.1f} hours here at {measured / 1e9:.0f} GFLOP/s")
 ### END SOLUTION
 
 # %% [markdown]
-# **Exercise 8.** Sample from the Shakespeare GPT at temperatures 0.5, 1.0 and 1.5, and with
+# **Exercise 7.** Sample from the Shakespeare GPT at temperatures 0.5, 1.0 and 1.5, and with
 # `top_k` 5 and 65. Which settings produce real words, which produce invented ones, and which
 # repeat themselves? Relate what you see to the entropy of the distribution at each step.
 
@@ -1369,6 +1411,9 @@ for temperature, top_k in [(0.5, None), (1.0, None), (1.5, None), (1.0, 5), (1.0
                            generator=torch.Generator().manual_seed(0))
     print(f"--- temperature {temperature}, top_k {top_k} ---")
     print("".join(vocab.decode(out[0].tolist())))
-# Low temperature: common words, repetition (low entropy); high temperature: invented words
-# (the distribution is flattened toward uniform); top_k cuts off the unlikely tail.
+# A low temperature sharpens every step's distribution (lower entropy): the most probable, common
+# words and phrases dominate, and repetition becomes likely over longer samples. A high temperature
+# flattens it toward uniform: invented words multiply. top_k 5 cuts off the unlikely tail, so the
+# words stay closer to real ones at temperature 1. top_k 65 keeps all 65 characters, so it samples
+# exactly what temperature 1 alone does: with the same seed, the same text.
 ### END SOLUTION
