@@ -26,8 +26,8 @@ practitioner adds before trusting a run that costs GPU hours:
 
 The command line reads a JSON config and lets flags override it::
 
-    python -m lmbook.trainer --config configs/shakespeare_char.json --max_steps 2000 --dtype float32
-    torchrun --nproc_per_node 8 -m lmbook.trainer --config configs/shakespeare_char.json
+    python -m lmbook.trainer --config configs/shakespeare_char_gpu.json --max_steps 2000 --dtype float32
+    torchrun --nproc_per_node 8 -m lmbook.trainer --config configs/shakespeare_char_gpu.json
 
 Steps count from 0; the loss of step t is recorded as ``train_loss[t]``, and an evaluation at
 step s sees the model after s updates.
@@ -403,6 +403,8 @@ class Trainer:
                               "params": self.n_params,
                               "flops_per_token": self.flops_per_token, "tokens_per_step": self.tokens_per_step,
                               "peak_tflops_bf16": peak, "torch": torch.__version__, "cuda": torch.version.cuda,
+                              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                              "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         self._pending: list[tuple[int, float, Tensor]] = []  # (step, lr, loss on the device): checked at each flush
         self._writer = _tensorboard(self.out_dir) if c.tensorboard and self.is_main else None
