@@ -47,7 +47,7 @@ from lmbook.plot import use_book_style
 from lmbook.seq2seq import Seq2Seq, encode_pairs, encode_sources, exact_match, make_vocabs, translate
 from lmbook.train import train
 
-chapter_start = time.perf_counter()
+chapter_start, chapter_cpu = time.perf_counter(), time.process_time()
 env.seed_everything(1337)
 use_book_style()
 device = env.device()
@@ -81,7 +81,9 @@ splits = dates.make_splits(n_train, 1_000, n_test, seed=0)
 src_vocab, tgt_vocab = make_vocabs(splits["train"])
 days = {name: {iso for _, iso in pairs} for name, pairs in splits.items()}
 assert not days["train"] & days["test"] and not days["train"] & days["val"]
-print({name: len(pairs) for name, pairs in splits.items()}, "examples;",
+all_days = dates.all_dates()
+print(f"{len(all_days):,} days from {all_days[0]} to {all_days[-1]};",
+      {name: len(pairs) for name, pairs in splits.items()}, "examples;",
       f"{len(days['train'] & days['test'])} test days seen in training")
 print(f"source vocabulary: {len(src_vocab)} characters; target vocabulary: {tgt_vocab.itos}")
 lengths = [len(s) for s, _ in splits["test"]]
@@ -733,9 +735,10 @@ print("SA(PX + PE) == P SA(X + PE):", torch.allclose(mha(y_shuffled, y_shuffled,
 # `nn.Embedding(block_size, d)` with one trainable vector per position, looked up with the
 # *positions* $0, 1, \dots, T-1$. A mistake seen in tutorial code indexes that table with the
 # *token ids* instead, `pos_emb(x)`: that is a second token embedding, it carries no position
-# at all, and the model stays permutation-equivariant. Learned embeddings fit the data better, but
-# know nothing beyond `block_size`; sinusoids are defined for every $p$. (Rotary embeddings, which
-# rotate $q$ and $k$ instead of adding to $x$, come in a later chapter.)
+# at all, and the model stays permutation-equivariant. Vaswani et al. tried both kinds and found
+# nearly identical results {cite:p}`vaswani2017`. Learned embeddings know nothing beyond
+# `block_size`; sinusoids are defined for every $p$. (Rotary embeddings, which rotate $q$ and $k$
+# instead of adding to $x$, come in chapter 9.)
 
 # %%
 tok_emb, pos_emb = nn.Embedding(len(src_vocab), 12), nn.Embedding(32, 12)
@@ -750,8 +753,8 @@ print("the two '3's at positions 0 and 2 — right:", not torch.allclose(right[0
 #
 # Self-attention over $T$ positions computes $QK^\top$, a $T \times T$ matrix per head: $T^2 d$
 # multiply-adds for the scores and $T^2 d$ more for $\alpha V$, against $4 T d_{\text{model}}^2$ for
-# the four projections. For short sequences the projections dominate; beyond $T \approx d_{\text{model}}$
-# the $T^2$ term does. Memory is worse: written out as above, attention stores several $T \times T$
+# the four projections. The two are equal when $2T^2 d = 4 T d^2$, at $T = 2d$: for shorter
+# sequences the projections dominate, beyond $T \approx 2\,d_{\text{model}}$ the $T^2$ term does. Memory is worse: written out as above, attention stores several $T \times T$
 # tensors per head (the scores, the weights) and keeps them for the backward pass.
 #
 # `F.scaled_dot_product_attention` computes the same function with **fused kernels**: on a GPU,
@@ -818,9 +821,10 @@ ax2.legend(fontsize=8)
 plt.show()
 growth = {}
 for name, c in cost.items():
-    p_mem = math.log(c["MiB"][-1] / c["MiB"][-2]) / math.log(lengths_T[-1] / lengths_T[-2])
-    p_time = math.log(c["ms"][-1] / c["ms"][-2]) / math.log(lengths_T[-1] / lengths_T[-2])
-    print(f"{name}: between T={lengths_T[-2]} and {lengths_T[-1]}, memory ∝ T^{p_mem:.2f}, time ∝ T^{p_time:.2f}")
+    log_T = np.log(lengths_T[-3:])  # a straight line through the three longest, in log-log
+    p_mem = float(np.polyfit(log_T, np.log(c["MiB"][-3:]), 1)[0])
+    p_time = float(np.polyfit(log_T, np.log(c["ms"][-3:]), 1)[0])
+    print(f"{name}: from T={lengths_T[-3]} to {lengths_T[-1]}, memory ∝ T^{p_mem:.2f}, time ∝ T^{p_time:.2f}")
     growth[name] = p_mem
 assert growth["lmbook (written out)"] > 1.5 and growth["F.scaled_dot_product_attention"] < 1.2, \
     "saved memory should grow as T² written out, as T fused"
@@ -828,9 +832,12 @@ assert growth["lmbook (written out)"] > 1.5 and growth["F.scaled_dot_product_att
 # %% [markdown]
 # The written-out version's saved memory grows as $T^2$: the $T \times T$ matrices dominate it
 # as soon as $T$ exceeds a few hundred. The fused kernel's grows as $T$ (it keeps $q, k, v$, the
-# output and one number per query). Time grows like $T^2$ for both, faster still for the written-out
-# version once its $T \times T$ matrices no longer fit in the processor's caches (on a busy shared
-# CPU the timings are noisy; the bench repeats them), and the fused kernel is the faster one.
+# output and one number per query). The arithmetic of both grows as $T^2$, but the measured time
+# follows it only roughly, and the fitted exponents above say how: one below 2 means that fixed
+# costs per call (and the parts linear in $T$) still weigh at these lengths; one above 2, that the
+# $T \times T$ matrices no longer fit in the processor's caches and every pass over them waits for
+# memory. The time columns compare the two kernels at each length; on a busy shared CPU the timings
+# are noisy, and the bench repeats them.
 # At GPT-2's $T = 1024$ and 12 heads per layer, the written-out weights alone are
 # $12 \times 1024^2 \times 4$ bytes = 48 MiB per layer and sequence; fused kernels are what make long
 # contexts affordable. The $T^2$ itself remains; chapter 7 comes back to it.
@@ -845,7 +852,8 @@ for label, model, em, secs in [("LSTM encoder-decoder, no attention", baseline, 
                                ("LSTM encoder-decoder, additive attn.", attentive, attentive_em, attentive_seconds)]:
     print(f"{label:38s} {sum(p.numel() for p in model.parameters()):8,d} {em:12.2%} {secs:10.0f}s")
 print(f"\n({len(test_texts):,} held-out dates, {steps:,} steps of 128, hidden {hidden}; "
-      f"this notebook ran in {time.perf_counter() - chapter_start:.0f} s at the {env.profile()} profile)")
+      f"this notebook ran in {time.perf_counter() - chapter_start:.0f} s at the {env.profile()} profile, "
+      f"using {time.process_time() - chapter_cpu:.0f} s of CPU time)")
 if env.profile() != "test":
     assert attentive_em > baseline_em
 
@@ -915,32 +923,56 @@ assert _got.shape == (2, 6, 16), f"the output should be (B, T, d) = (2, 6, 16), 
 assert torch.allclose(_got, _reference(_x, *_W, 4, _causal), atol=1e-6), \
     "with a causal mask, 4 heads: compare with F.scaled_dot_product_attention on the split heads"
 ### BEGIN HIDDEN TESTS
+from lmbook import grading
+
 _random_mask = torch.rand(6, 6, generator=_g) < 0.5
 _random_mask[:, 0] = True
-assert torch.allclose(masked_multihead_attention(_x, *_W, 2, _random_mask), _reference(_x, *_W, 2, _random_mask), atol=1e-6)
-assert torch.allclose(masked_multihead_attention(_x, *_W, 1, _causal), _reference(_x, *_W, 1, _causal), atol=1e-6)
+_expected2, _expected1 = _reference(_x, *_W, 2, _random_mask), _reference(_x, *_W, 1, _causal)
+with grading.without("torch.nn.functional.scaled_dot_product_attention", "lmbook.attention.scaled_dot_product_attention",
+                     "scaled_dot_product_attention", "lmbook.attention.MultiHeadAttention", "MultiHeadAttention",
+                     "torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward"):
+    assert torch.allclose(masked_multihead_attention(_x, *_W, 2, _random_mask), _expected2, atol=1e-6), \
+        "2 heads and a random mask: compute the attention yourself (F.scaled_dot_product_attention is not available)"
+    assert torch.allclose(masked_multihead_attention(_x, *_W, 1, _causal), _expected1, atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise 2 (autograded).** Write `positions_sinusoidal(T, d)` returning the (T, d) sinusoidal
-# encodings of section 4.7 for an even `d`, without looking at `lmbook`.
+# **Exercise 2 (autograded).** Section 4.7 claimed that moving $k$ positions is the same rotation
+# of every pair of columns, whatever $p$ is, so that $PE_{p+k}$ is a linear function of $PE_p$.
+# Make it concrete: write `offset_rotation(k, d)`, the $(d, d)$ matrix $M$ (for an even $d$) with
+# $PE_{p+k} = PE_p\, M$ for every position $p$, rows being positions as in
+# `sinusoidal_positions`. Build it from the frequencies (the hidden tests take
+# `sinusoidal_positions` away, so fitting $M$ to the encodings does not work).
 
 # %%
-def positions_sinusoidal(T: int, d: int) -> torch.Tensor:
+def offset_rotation(k: int, d: int) -> torch.Tensor:
     ### BEGIN SOLUTION
-    p = torch.arange(T, dtype=torch.float64)[:, None]
-    angle = p / 10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
-    pe = torch.zeros(T, d, dtype=torch.float64)
-    pe[:, 0::2], pe[:, 1::2] = torch.sin(angle), torch.cos(angle)
-    return pe.float()
+    M = torch.zeros(d, d, dtype=torch.float64)
+    for i in range(d // 2):
+        angle = k / 10000 ** (2 * i / d)  # pair i turns by k times its frequency
+        c, s = math.cos(angle), math.sin(angle)
+        # [sin(a + b), cos(a + b)] = [sin a, cos a] @ [[cos b, -sin b], [sin b, cos b]]
+        M[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    return M.float()
     ### END SOLUTION
 
 # %%
-# Autograded test: ex2_sinusoidal (2 points)
-_pe = positions_sinusoidal(50, 16)
-assert tuple(_pe.shape) == (50, 16), f"expected shape (50, 16), got {tuple(_pe.shape)}"
-assert torch.allclose(_pe[0], torch.tensor([0.0, 1.0] * 8)), "position 0: sin(0) = 0 in even columns, cos(0) = 1 in odd ones"
-assert torch.allclose(_pe, sinusoidal_positions(50, 16), atol=1e-5), "PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...)"
+# Autograded test: ex2_offset_rotation (2 points)
+_pe = sinusoidal_positions(60, 16)
+_M = offset_rotation(3, 16)
+assert tuple(_M.shape) == (16, 16), f"expected shape (16, 16), got {tuple(_M.shape)}"
+assert torch.allclose(_pe[:-3] @ _M, _pe[3:], atol=1e-4), "PE[p] @ M should equal PE[p + 3] for every p"
+assert torch.allclose(offset_rotation(0, 16), torch.eye(16), atol=1e-6), "an offset of 0 is the identity"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_pe8 = sinusoidal_positions(200, 8)
+with grading.without("lmbook.attention.sinusoidal_positions", "sinusoidal_positions"):
+    _M = offset_rotation(57, 8)
+    assert torch.allclose(_pe8[:-57] @ _M, _pe8[57:], atol=1e-4), "check a large offset and another width"
+    assert torch.allclose(offset_rotation(5, 8) @ offset_rotation(7, 8), offset_rotation(12, 8), atol=1e-5), \
+        "two offsets in a row are one offset of their sum"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3 (autograded).** Write `dot_attention(query, keys, mask)`, the decoder attention of
@@ -966,6 +998,19 @@ assert torch.allclose(_w.sum(-1), torch.ones(3, dtype=torch.float64)), "each row
 assert (_w[~_m] == 0).all(), "padding positions must get weight 0"
 _ref = scaled_dot_product_attention(_q[:, None], _h, _h, attn_mask=_m[:, None], scale=1.0)[:, 0]
 assert torch.allclose(_c, _ref), "context = sum_j softmax_j(q . h_j) h_j over the real positions"
+### BEGIN HIDDEN TESTS
+from lmbook import grading
+
+_q2, _h2 = torch.randn(2, 4, dtype=torch.float64) * 3, torch.randn(2, 6, 4, dtype=torch.float64)
+_m2 = padding_mask(torch.tensor([6, 3]), 6)
+_c2_ref, _w2_ref = scaled_dot_product_attention(_q2[:, None], _h2, _h2, attn_mask=_m2[:, None], scale=1.0,
+                                                 return_weights=True)
+with grading.without("torch.nn.functional.scaled_dot_product_attention", "lmbook.attention.scaled_dot_product_attention",
+                     "scaled_dot_product_attention", "lmbook.attention.AdditiveAttention"):
+    _c2, _w2 = dot_attention(_q2, _h2, _m2)
+    assert torch.allclose(_c2, _c2_ref[:, 0]) and torch.allclose(_w2, _w2_ref[:, 0]), \
+        "unscaled scores q . h_j, a softmax over the real positions, then the weighted sum of the keys"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** Replace the additive attention of the date model by Luong's dot-product attention
@@ -1012,20 +1057,23 @@ for use_attention in (False, True):
     pred = translate(m, test_texts, src_vocab, tgt_vocab)
     label = "attention, hidden 32" if use_attention else "no attention, hidden 32"
     narrow[label] = accuracy_by_length(pred)
-    print(f"{label}: exact match {exact_match(pred, test_targets):.2%}")
+    print(f"{label}: exact match {exact_match(pred, test_targets):.2%}; by input length:",
+          {f"{s}-{s + BIN - 1}": f"{a:.0%}" for s, a in narrow[label].items()})
 plot_accuracy_by_length(narrow)
 plt.show()
-# Without attention, the whole date must fit in 32 numbers after the last character; the all-digit
-# formats, which pack eight digits into eight to ten characters, suffer most. With attention each
-# encoder state only has to describe its neighbourhood (a digit and where it sits), and the decoder
-# fetches the states it needs, so a narrow state costs much less.
+# Without attention, the whole date must fit in 32 numbers after the last character; the bins above
+# show which inputs pay (the shortest are the all-digit formats, eight digits in eight to ten
+# characters). With attention each encoder state only has to describe its neighbourhood (a digit
+# and where it sits), and the decoder fetches the states it needs, so a narrow state costs less.
 ### END SOLUTION
 
 # %% [markdown]
 # **Exercise 6.** Which input characters does the attention model use for the *month*? For every
 # test date in the `month_d_y` format, sum the attention weights of the two month output digits
-# over the input positions of the month's name, and report the mean. Do the same for `mdy_slash`,
-# where the month is a number. How concentrated is the attention?
+# over the input positions of the month's name, over the one character right after it, and over
+# everything else, and report the means. Do the same for `mdy_slash`, where the month is a number.
+# Where does the attention sit, and why can a weight on the character *after* the field still be
+# attention to the month?
 
 # %%
 ### BEGIN SOLUTION
@@ -1038,15 +1086,27 @@ for fmt, locate in [("month_d_y", lambda text: range(0, text.index(" "))),
     texts = [dates.format_date(d, fmt) for d in test_days]
     attentive.eval()
     _, w = attentive.greedy_decode(encode_sources(texts, src_vocab).to(device))  # (B, 11, S)
-    on_month = [w[i, 5:7, list(locate(t))].sum(-1).mean().item() for i, t in enumerate(texts)]
-    print(f"{fmt}: mean attention of the month digits on the month field: {np.mean(on_month):.2f}")
+    month_w = w[:, 5:7].cpu()  # (B, 2, S): the weights behind the two month digits of YYYY-MM-DD
+    on_field, just_after = [], []
+    for i, t in enumerate(texts):
+        field = list(locate(t))
+        on_field.append(month_w[i][:, field].sum(-1).mean().item())
+        just_after.append(month_w[i][:, field[-1] + 1].mean().item())
+    print(f"{fmt:10s} mean attention of the month digits: on the month field {np.mean(on_field):.2f}, "
+          f"on the character after it {np.mean(just_after):.2f}, "
+          f"elsewhere {1 - np.mean(on_field) - np.mean(just_after):.2f}")
+# The encoder reads left to right, so its state at the character after a field has read the whole
+# field: a weight there is attention to the month as much as a weight on the field itself. Where the
+# numbers above put the weight is where this model learned to look; the weights are an alignment the
+# model found for itself, not one it was given, and need not sit on the characters a person would pick.
 ### END SOLUTION
 
 # %% [markdown]
 # **Exercise 7.** Learned positions do not extrapolate. Make the causal self-attention example of
 # section 4.5 into a tiny model (token embedding + either sinusoidal or learned positions + one
 # `MultiHeadAttention` + a linear head) that copies its input shifted by one, trained on sequences of
-# length 16. Evaluate both on length 32. What happens to the learned-position model, and why?
+# length 16. Evaluate both on length 32, counting the positions beyond 16 on their own. What happens
+# to each model beyond the training length, and why?
 
 # %%
 ### BEGIN SOLUTION
@@ -1074,13 +1134,13 @@ for learned in (False, True):
     g = torch.Generator().manual_seed(0)
     train(model, iter(lambda: copy_batch(64, 16, g), None), steps=env.pick(test=60, cpu=600, gpu=600), lr=3e-3,
           progress=False, device=device)
-    for T in (16, 32):
-        x, y = copy_batch(256, T, g)
-        acc = (model(x.to(device)).argmax(-1).cpu() == y).float().mean().item()
-        print(f"{'learned' if learned else 'sinusoidal'} positions, length {T}: accuracy {acc:.2%}")
+    x, y = copy_batch(256, 32, g)
+    hit = (model(x.to(device)).argmax(-1).cpu() == y).float()  # (256, 32)
+    print(f"{'learned' if learned else 'sinusoidal':10s} positions: accuracy {hit[:, :16].mean():.2%} on "
+          f"positions 0-15 (seen in training), {hit[:, 16:].mean():.2%} on positions 16-31")
 # Rows 16..31 of the learned table never received a gradient: they are still their random
 # initial values, so beyond the training length the model cannot tell where "one step back" is.
 # The sinusoids are defined there, but the attention was never trained on those vectors either,
-# and in practice neither scheme extrapolates reliably (Press et al. 2022): one reason for relative
-# position schemes such as ALiBi and the rotary embeddings of a later chapter.
+# and neither scheme extrapolates reliably (Press et al. 2022): one reason for relative position
+# schemes such as ALiBi and the rotary embeddings of chapter 9.
 ### END SOLUTION
