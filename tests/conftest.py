@@ -20,14 +20,34 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def _work_unit(nodeid: str) -> str:
+    """The unit of work one pytest-xdist worker takes whole: a test file, or a chapter notebook under
+    nbval (its cells run in order in one kernel), except the per-chapter assignment tests: each of
+    them autogrades a whole chapter, so they are spread over the workers one by one."""
+    path = nodeid.split("::")[0]
+    if Path(path).name == "test_assignments.py" and "::test_chapter_assignment[" in nodeid:
+        return nodeid
+    return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two workers. xdist's own `loadgroup` relies on rewriting node ids, which
+    pytest 9 no longer allows (the cells of one notebook then land on both workers, and every cell
+    after the first fails in a kernel that never ran it), so the grouping is done here, in the
+    scheduler itself."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ChapterScheduling(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """With `--dist loadgroup` (make test), pytest-xdist keeps each group on one worker. Every test
-    file, and every chapter notebook under nbval, is one group (its module fixtures are built once,
-    its cells run in order in one kernel), except the per-chapter assignment tests: each of them
-    autogrades a whole chapter, so they are spread over the workers one by one. The longest work is
-    queued first (chapter assignments, the book build, the chapter notebooks), so that no worker is
-    left with a long item at the end while the other waits."""
+    """The longest work is queued first (chapter assignments, the book build, the chapter notebooks),
+    so that no worker is left with a long item at the end while the other waits."""
 
     def priority(item) -> int:
         path = Path(str(item.fspath))
@@ -36,6 +56,3 @@ def pytest_collection_modifyitems(config, items):
         return {"test_book.py": 1}.get(path.name, 2 if path.suffix == ".ipynb" else 3)
 
     items.sort(key=priority)  # stable: each notebook's cells keep their order
-    for item in items:
-        if priority(item) > 0:
-            item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).name))
