@@ -30,6 +30,8 @@ QUOTED = {
         "65,504": "the largest float16 number, a property of the format (the table above prints it rounded, 6.55e+04)",
         "4,096": "the inner dimension of the product, set in the code above",
         "1.45": "the goal set for the reference run, not a measurement",
+        "1,750": "the step of nanoGPT's lowest validation loss reported in nanoGPT issue 211, linked in the sentence",
+        "211": "the number of the nanoGPT issue linked in the sentence",
     },
 }
 

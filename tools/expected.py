@@ -45,6 +45,17 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("names: LSTM, dev nats/char", r"steps in \d+ s: dev ([\d.]+), test"),
         ("tinyshakespeare: LSTM, val nats/char", r"validation loss ([\d.]+) nats/char \(state carried"),
     ],
+    "04_attention": [
+        ("dates: seq2seq without attention, exact match %", r"no attention: exact match ([\d.]+)% on [\d,]+ held-out dates"),
+        ("dates: seq2seq with attention, exact match %", r"with attention: exact match ([\d.]+)% on [\d,]+ held-out dates"),
+        ("reversal: additive attention, exact match %", r"additive attention: exact match ([\d.]+)% on [\d,]+ held-out strings"),
+    ],
+    "05_transformer": [
+        ("tinyshakespeare: GPT (4 x 128, 1.6M characters), val nats/char",
+         r"validation loss ([\d.]+) nats/char on all [\d,]+ validation characters"),
+        ("tinyshakespeare: BERT-style masked LM, masked-character accuracy %", r"MLM after \d+ steps .*accuracy ([\d.]+)%"),
+        ("dates: encoder-decoder Transformer, exact match %", r"exact match on \d+ test dates .*: ([\d.]+)%"),
+    ],
     "06_tokenization": [
         ("tinyshakespeare: character GPT, val bits/byte", r"characters\s+[\d,]+ parameters, .*= ([\d.]+) bits/byte"),
         ("tinyshakespeare: BPE (1,000 tokens) GPT, val bits/byte", r"BPE, 1,000 tokens\s+[\d,]+ parameters, .*= ([\d.]+) bits/byte"),
