@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -373,13 +374,14 @@ def generate(model, idx: Tensor, max_new_tokens: int, sampling: Sampling | None 
     _check_eos(eos_id, pad_id, model)
     pad_id = eos_id if pad_id is None else pad_id
     out, done = [], torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-    for token in stream(model, idx, max_new_tokens, sampling, attention_mask=attention_mask,
-                        use_cache=use_cache, keep=keep, generator=generator):
-        out.append(token.masked_fill(done, pad_id) if eos_id is not None else token)
-        if eos_id is not None:
-            done |= token == eos_id
-            if done.all():
-                break
+    with closing(stream(model, idx, max_new_tokens, sampling, attention_mask=attention_mask,
+                        use_cache=use_cache, keep=keep, generator=generator)) as tokens:
+        for token in tokens:
+            out.append(token.masked_fill(done, pad_id) if eos_id is not None else token)
+            if eos_id is not None:
+                done |= token == eos_id
+                if done.all():
+                    break
     return torch.cat([idx, torch.stack(out, dim=1)], dim=1) if out else idx.clone()
 
 
@@ -397,12 +399,13 @@ def generate_text(model, encode: Callable[[str], list[int]], decode: Callable[[l
     device = next(model.parameters()).device
     new: list[int] = []
     text = ""
-    for token in stream(model, ids.to(device), max_new_tokens, _sampling_from(None, settings), generator=generator):
-        new.append(token.item())
-        text = decode(new)
-        hits = [text.find(s) for s in stop if s in text]
-        if hits:
-            return text[: min(hits)]
+    with closing(stream(model, ids.to(device), max_new_tokens, _sampling_from(None, settings), generator=generator)) as tokens:
+        for token in tokens:
+            new.append(token.item())
+            text = decode(new)
+            hits = [text.find(s) for s in stop if s in text]
+            if hits:
+                return text[: min(hits)]
     return text
 
 

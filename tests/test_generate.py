@@ -383,7 +383,7 @@ def test_stop_strings_cut_the_text_and_one_that_never_occurs_leaves_it_whole():
     full = G.generate_text(model, encode, decode, "ab", 40, greedy=True)
     assert len(full) == 40
     stop = full[10:12]
-    cut = G.generate_text(model, encode, decode, "ab", 40, greedy=True, stop=[stop, "zz" if False else "hhhhhhhhh"])
+    cut = G.generate_text(model, encode, decode, "ab", 40, greedy=True, stop=[stop, "hhhhhhhhh"])
     assert cut == full[: full.find(stop)]
     with pytest.raises(ValueError, match="can never occur"):
         G.generate_text(model, encode, decode, "ab", 40, stop=["xyz"])
@@ -477,6 +477,17 @@ def test_bad_masks_beams_and_speculative_arguments_are_clear_errors():
 def test_generation_leaves_the_model_as_it_was():
     model = randomised(SMALL, seed=0).train()
     G.generate(model, torch.zeros(1, 2, dtype=torch.long), 3)
+    assert model.training and model.check_inputs
+
+
+def test_generation_that_stops_early_leaves_the_model_as_it_was():
+    model = randomised(GPTConfig(vocab_size=len(CHARS), block_size=64, n_layer=1, n_head=2, n_embd=16), seed=16).train()
+    idx = torch.tensor([encode("ab")])
+    first = int(G.generate(model, idx, 1, greedy=True)[0, -1])
+    out = G.generate(model, idx, 30, greedy=True, eos_id=first)                # every row ends at its first token
+    assert out.shape[1] == idx.shape[1] + 1 and model.training and model.check_inputs
+    text = G.generate_text(model, encode, decode, "ab", 40, greedy=True)
+    assert G.generate_text(model, encode, decode, "ab", 40, greedy=True, stop=[text[:2]]) == ""
     assert model.training and model.check_inputs
 
 
