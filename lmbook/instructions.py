@@ -278,10 +278,24 @@ def make_splits(sizes: dict[str, tuple[int, int]], seed: int = 0) -> dict[str, l
     return {"train": train, "test": test}
 
 
-def preference_pairs(examples: list[Example], seed: int = 0) -> list[tuple[Example, str, str]]:
-    """(example, chosen, rejected) for each example: its correct answer, and a wrong one its task makes."""
+def preference_pairs(examples: list[Example], seed: int = 0,
+                     answers: list[str] | None = None) -> list[tuple[Example, str, str]]:
+    """(example, chosen, rejected) for each example: its correct answer, and a wrong one its task makes.
+
+    With `answers` (a model's own answers to the examples, one each), an answer that its checker
+    rejects is the rejected answer of its pair, in place of the task's corruption: the mistakes a
+    model actually makes are the negatives that teach it most (on-policy pairs). An empty or
+    right answer leaves the corruption in place."""
+    if answers is not None and len(answers) != len(examples):
+        raise ValueError(f"answers must hold one answer per example: {len(answers)} answers for {len(examples)} examples")
     rng = random.Random(seed)
-    return [(ex, ex.answer, TASKS[ex.task].corrupt(ex, rng)) for ex in examples]
+    pairs = []
+    for i, ex in enumerate(examples):
+        rejected = TASKS[ex.task].corrupt(ex, rng)                  # drawn for every example: the same rng stream
+        if answers is not None and answers[i].strip() and not check(ex, answers[i]):
+            rejected = answers[i]
+        pairs.append((ex, ex.answer, rejected))
+    return pairs
 
 
 def check(example: Example, answer: str) -> bool:

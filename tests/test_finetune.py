@@ -366,6 +366,20 @@ def test_every_generated_answer_passes_its_checker_and_every_corruption_fails():
             assert not instructions.check(ex, rejected), (split, ex, rejected)
 
 
+def test_preference_pairs_take_the_models_own_wrong_answers():
+    examples = instructions.make_splits({t: (20, 0) for t in instructions.TASKS}, seed=3)["train"]
+    plain = instructions.preference_pairs(examples, seed=1)
+    wrong = [rejected for _, _, rejected in plain]
+    answers = [ex.answer if i % 3 == 0 else "" if i % 3 == 1 else wrong[i] + "!" for i, ex in enumerate(examples)]
+    pairs = instructions.preference_pairs(examples, seed=1, answers=answers)
+    for i, ((ex, chosen, rejected), (_, _, corrupted)) in enumerate(zip(pairs, plain)):
+        assert chosen == ex.answer and not instructions.check(ex, rejected)
+        # a right or empty answer keeps the task's corruption; a wrong one replaces it
+        assert rejected == (corrupted if i % 3 < 2 else answers[i]), (i, ex, rejected)
+    with pytest.raises(ValueError, match="one answer per example"):
+        instructions.preference_pairs(examples, answers=answers[:-1])
+
+
 def test_generators_repeat_with_the_seed_and_hold_out_their_payloads():
     a = instructions.make_splits({t: (100, 40) for t in instructions.TASKS}, seed=5)
     b = instructions.make_splits({t: (100, 40) for t in instructions.TASKS}, seed=5)
