@@ -302,12 +302,13 @@ class NgramNaiveBayes:
 
     def log_scores(self, texts: Sequence[str]) -> Tensor:
         """(N, C): log π_c + Σ_g count(g)·log θ_c(g) for every text and class."""
-        X = torch.zeros(len(texts), len(self.vocab), dtype=torch.float64)
+        scores = self.log_prior.repeat(len(texts), 1)                          # (N, C)
         for i, text in enumerate(texts):
-            for g, k in self.ngrams(text).items():
-                if g in self.vocab:
-                    X[i, self.vocab[g]] = k
-        return X @ self.log_theta.T + self.log_prior
+            seen = [(self.vocab[g], k) for g, k in self.ngrams(text).items() if g in self.vocab]
+            if seen:
+                columns, counts = zip(*seen)
+                scores[i] += self.log_theta[:, list(columns)] @ torch.tensor(counts, dtype=torch.float64)
+        return scores
 
     def predict(self, texts: Sequence[str]) -> Tensor:
         return self.log_scores(texts).argmax(1)
