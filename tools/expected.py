@@ -60,6 +60,9 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("tinyshakespeare: character GPT, val bits/byte", r"characters\s+[\d,]+ parameters, .*= ([\d.]+) bits/byte"),
         ("tinyshakespeare: BPE (1,000 tokens) GPT, val bits/byte", r"BPE, 1,000 tokens\s+[\d,]+ parameters, .*= ([\d.]+) bits/byte"),
     ],
+    "07_gpu_training": [
+        ("tinyshakespeare: the notebook's own trainer run, val nats/char", r"val loss: [\d.]+ at step 0 -> ([\d.]+) at step"),
+    ],
 }
 
 
