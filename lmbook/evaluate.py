@@ -15,7 +15,8 @@ from the log-probability of each token of a held-out text given the tokens befor
 - `distinct_n` and `repetition_rate`: how varied generated text is, and how much it repeats itself;
 - `multiple_choice_questions` and `multiple_choice_accuracy`: a test in the style of HellaSwag
   (Zellers et al. 2019) scored by likelihood: which of four next lines does the model find most
-  probable after a passage?
+  probable after a passage? `pmi_scorer` ranks them instead by how much the passage raises their
+  probability.
 """
 
 from __future__ import annotations
@@ -328,6 +329,24 @@ def ngram_scorer(model):
         return torch.tensor([float(np.log(np.asarray(model.token_probs([list(context + c)]))[len(context): -1]).sum())
                              for c in choices], dtype=torch.float64)
     return score
+
+
+def pmi_scorer(score, unconditional: str = "\n"):
+    """A scorer that ranks choices by how much the context raises their log-probability:
+    log p(choice | context) - log p(choice | `unconditional`), a pointwise mutual information
+    (Holtzman et al. 2021's "domain-conditional PMI"). A line that is probable on its own (short,
+    common words) gains nothing from this, only a line that fits the context does.
+
+    >>> fake = lambda context, choices: torch.tensor([len(context) - len(c) for c in choices], dtype=torch.float64)
+    >>> pmi_scorer(fake)("abcd", ["x", "yy"])          # (4 - 1) - (1 - 1), (4 - 2) - (1 - 2)
+    tensor([3., 3.], dtype=torch.float64)
+    """
+    if not isinstance(unconditional, str) or not unconditional:
+        raise ValueError(f"unconditional must be a non-empty str (a neutral context, such as a newline), got {unconditional!r}")
+
+    def pmi(context: str, choices: list[str]) -> Tensor:
+        return score(context, choices) - score(unconditional, choices)
+    return pmi
 
 
 def multiple_choice_accuracy(score, questions: list[Question]) -> tuple[Tensor, Tensor]:

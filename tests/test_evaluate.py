@@ -2,7 +2,7 @@
 context the scorer promises (sliding windows, carried state, n-gram counts, fixed contexts); the
 units are the definitions; the block bootstrap is deterministic and its intervals cover what they
 should; calibration bins are the formula; multiple-choice questions are well formed and scored by
-likelihood; bad input is a clear error."""
+likelihood, or by the context's pointwise mutual information with a choice; bad input is a clear error."""
 
 import math
 
@@ -196,7 +196,21 @@ def test_ngram_scorer_and_per_char_normalisation():
     assert total.item() and not per_char.item(), "per character, the longer choice (0.78 vs 1.0 nats) wins"
 
 
+def test_pmi_scorer_subtracts_the_unconditional_score_and_can_change_the_answer():
+    model = ngram.NgramLM(3, "kneser_ney").fit([list(TEXT[:5000])])
+    score = E.ngram_scorer(model)
+    q = E.Question(TEXT[:60], [TEXT[60:90] + "\n", "the the the\n"], 0)
+    pmi = E.pmi_scorer(score, "\n")(q.context, q.choices)
+    assert torch.allclose(pmi, score(q.context, q.choices) - score("\n", q.choices), atol=1e-12)
+    # a choice probable on its own loses its head start: the oracle below prefers choice 1 unconditionally
+    fake = lambda context, choices: torch.tensor([-20.0 + 5 * (context == "ctx"), -10.0], dtype=torch.float64)  # noqa: E731
+    q = E.Question("ctx", ["a\n", "b\n"], 0)
+    assert not E.multiple_choice_accuracy(fake, [q])[0].item()
+    assert E.multiple_choice_accuracy(E.pmi_scorer(fake), [q])[0].item()
+
+
 @pytest.mark.parametrize("call, match", [
+    (lambda m: E.pmi_scorer(lambda c, ch: None, ""), "unconditional"),
     (lambda m: E.token_logprobs(m, torch.tensor([1]), 8), "at least 2 tokens"),
     (lambda m: E.token_logprobs(m, torch.zeros(2, 5, dtype=torch.long), 8), "1-D tensor"),
     (lambda m: E.token_logprobs(m, torch.zeros(5), 8), "1-D tensor of token ids"),
