@@ -16,9 +16,11 @@ change a handful of pieces, each a few lines here:
 `LlamaConfig`'s defaults are Llama's. Its switches `norm`, `mlp`, `positions`, `bias`,
 `tie_embeddings` and `n_kv_head` exist for the chapter's ablations, which walk from chapter 5's GPT
 to this model one change at a time: ``norm="layer", mlp="gelu", positions="learned", bias=True,
-tie_embeddings=True`` is chapter 5's GPT, weight for weight (tests/test_llama.py loads a GPT's
-weights into it and gets the same logits). Everything the two models share is chapter 5's code:
-the GELU `MLP`, the input checks, `generate`, the initialisation.
+tie_embeddings=True`` is chapter 5's GPT, weight for weight (tests/test_llama.py builds both from
+one seed: the same parameter names, the same weights, the same logits). Everything the two models
+share is chapter 5's code: the GELU `MLP`, the input checks, `generate`, the initialisation; and
+``forward(idx, cache=...)`` reads and fills chapter 8's KV cache as the GPT does, so chapter 8's
+generation code (lmbook.generate) runs this model unchanged.
 
 The rotary layout is "rotate-half" (dimension i is paired with i + d_head/2), that of Hugging Face's
 ``LlamaForCausalLM``, so `to_hf` / `from_hf` copy weights without permuting them; Meta's original

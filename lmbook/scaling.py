@@ -20,7 +20,7 @@ their paper does and uses it:
 - `bootstrap`: refits on runs drawn with replacement, for the spread of the exponents and of a
   prediction (a fit's parameters alone say nothing about how well the data pin them down).
 
-The fits use torch (float64), not scipy: the book's environment has no scipy, and L-BFGS with a
+The fits use torch (float64), not scipy: lmbook depends on torch alone, and L-BFGS with a
 strong-Wolfe line search, torch.optim.LBFGS, is the method Hoffmann et al. used.
 """
 
