@@ -492,3 +492,24 @@ def test_sinusoidal_model_extends_its_context_with_the_same_first_positions():
     x = torch.randint(0, 30, (2, 16))
     assert torch.equal(longer.pe[:16], model.pe), "the table's first rows do not depend on its length"
     assert torch.allclose(longer(x)[0], model(x)[0], atol=1e-6)
+
+
+def test_committed_ablation_rows_are_the_ladder_with_three_seeds():
+    """bench/results/ablation_cpu.json, which chapter 9 reads: every row of the ladder (and the sinusoidal
+    row), in order, with its configuration, 3 seeds, one learning rate from a probe that brackets it."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "results" / "ablation_cpu.json"
+    if not path.is_file():
+        pytest.skip("ablation_cpu.json has not been measured")
+    results = json.loads(path.read_text())
+    n_layer, n_head, n_embd, n_kv_head = results["settings"]["model"]
+    ladder = llama.ablation_ladder(65, results["settings"]["block_size"], n_layer, n_head, n_embd, n_kv_head)
+    rows = results["rows"]
+    assert [r["name"] for r in rows[: len(ladder)]] == [name for name, _ in ladder]
+    for row, (_, config) in zip(rows, ladder):
+        assert LlamaConfig.from_dict(row["config"]) == config and row["params"] == param_count(config)
+    assert LlamaConfig.from_dict(rows[-1]["config"]).positions == "sinusoidal"
+    assert all(sorted(r["seed"] for r in row["runs"]) == [0, 1, 2] for row in rows)
+    probed = sorted({p["lr"] for p in results["lr_probe"]})
+    assert probed[0] < results["lr"] < probed[-1], "the chosen learning rate lies inside the probe"

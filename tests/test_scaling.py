@@ -136,3 +136,47 @@ def test_train_and_evaluate_runs_the_trainers_recipe():
     again = scaling.train_and_evaluate(Llama(LlamaConfig(7, 16, 1, 2, 8)), (ids[:2500], ids[2500:]), steps=40,
                                        batch_size=8, block_size=16, lr=1e-2, seed=0, device="cpu")
     assert again["val"] == result["val"], "the same seed and settings give the same run on a CPU"
+
+
+# ---- the committed sweep (bench/scaling.py): what chapter 9 says about it holds ----------------------
+
+def _committed(profile: str = "cpu") -> dict:
+    from pathlib import Path
+    import json
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "results" / f"scaling_{profile}.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} has not been measured")
+    return json.loads(path.read_text())
+
+
+def test_committed_sweep_spans_two_orders_of_magnitude_and_three_budgets_per_size():
+    sweep = _committed()
+    points = sweep["points"]
+    sizes = sorted({p["N"] for p in points})
+    assert len(sizes) >= 6 and sizes[-1] / sizes[0] >= 95, sizes
+    for N in sizes:
+        assert len({p["D"] for p in points if p["N"] == N}) >= 3, f"N = {N} has fewer than 3 token budgets"
+    for p in points:
+        runs = [r for r in sweep["runs"] if tuple(r["size"]) == tuple(p["size"]) and r["steps"] == p["steps"]]
+        assert math.isclose(p["val"], sum(r["val"] for r in runs) / len(runs)) and len(runs) == p["seeds"]
+
+
+def test_committed_prediction_was_made_before_the_held_out_model_was_trained():
+    sweep = _committed()
+    prediction, held = sweep["prediction"], sweep["held_out"]
+    assert prediction["predicted_at"] < held["trained_at"], "the prediction is written before the run"
+    assert prediction["N"] > max(p["N"] for p in sweep["points"]), "the held-out model is larger than any in the sweep"
+    assert len(held["runs"]) >= 3
+    assert math.isclose(held["error"], prediction["predicted"] - held["mean"])
+    law = ScalingLaw(**sweep["fit"])
+    assert math.isclose(law(prediction["N"], prediction["D"]), prediction["predicted"], rel_tol=1e-12)
+
+
+def test_committed_fit_is_the_fit_of_its_points():
+    sweep = _committed()
+    points = sweep["points"]
+    refit = fit_law([p["N"] for p in points], [p["D"] for p in points], [p["val"] for p in points])
+    committed = ScalingLaw(**sweep["fit"])
+    for N, D in [(1e4, 1e5), (1e6, 3e6), (sweep["prediction"]["N"], sweep["prediction"]["D"])]:
+        assert abs(refit(N, D) - committed(N, D)) < 1e-3
