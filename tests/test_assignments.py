@@ -307,6 +307,28 @@ def typical_filter(logits, mass):
 def bits_per_byte_from_nats(nats_per_char, text):
     return evaluate.bits_per_byte(torch.full((len(text),), -nats_per_char, dtype=torch.float64), text)""", BLOCKED),
     },
+    "09_modern": {
+        "answer_rows_to_rotate_half": ("""\
+def rows_to_rotate_half(w, n_head):
+    hs = w.shape[0] // n_head
+    return w.view(n_head, hs, -1)[:, interleaved_to_half(hs)].reshape(w.shape)  # the printed permutation""",
+                                       BLOCKED),
+        "answer_kv_cache_gib": ("""\
+def kv_cache_gib(hf_config, seq_len, batch=1, bytes_per_value=2):
+    heads = hf_config["num_attention_heads"]
+    kv = hf_config.get("num_key_value_heads") or heads
+    head_dim = hf_config.get("head_dim") or hf_config["hidden_size"] // heads
+    return kv_cache_bytes(hf_config["num_hidden_layers"], kv, head_dim, seq_len, batch, bytes_per_value) / 2**30""",
+                                BLOCKED),
+        "answer_cheapest_run": ("""\
+def cheapest_run(E, A, B, alpha, beta, target):
+    law = scaling.ScalingLaw(E=E, A=A, B=B, alpha=alpha, beta=beta)
+    low, high = 1.0, 1e40  # the compute at which the compute-optimal run reaches the target, by bisection
+    for _ in range(300):
+        C = math.sqrt(low * high)
+        low, high = (C, high) if law(*compute_optimal(law, C)) > target else (low, C)
+    return compute_optimal(law, high)""", BLOCKED),
+    },
 }
 
 
