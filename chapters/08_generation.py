@@ -31,9 +31,11 @@
 # nothing here needs minutes of pre-training. *The committed model* of this chapter is
 # `shakespeare_char`, a character-level GPT trained on a 2-core CPU (`make models`); where that run
 # is not in `runs/`, the chapter uses `shakespeare_char_gpu`, the larger model trained on one GPU in
-# chapter 7, in its place, and its first output says so. (The run stored with this notebook is such
-# a run: the GPU-trained model stands in, and it loads and runs on the CPU like the other.)
-# `shakespeare_char_gpu` is also the *target* of speculative decoding in section 8.4.
+# chapter 7, in its place, and its first output says so. **In the run stored with this notebook,
+# the model is `shakespeare_char_gpu`** (trained on one H200; it loads and runs on the CPU):
+# `shakespeare_char` has not been trained yet, so every output, number and sentence below is about
+# the GPU-trained model. `shakespeare_char_gpu` is also the *target* of speculative decoding in
+# section 8.4 (here the target and the committed model are the same model).
 
 # %%
 import json
@@ -239,8 +241,9 @@ print(f"after {sure[-15:]!r} (entropy {entropy_bits(z_sure):.2f} bits): tokens k
 # After "have you not a", the model spreads its belief over the first letters of many words.
 # Temperature reshapes the whole distribution without removing anything; the three filters cut the
 # tail and leave the shape of what remains. On this context top-$p$ at 0.9 keeps more tokens than
-# top-$k$ at 5, because the model is unsure; on a context where it is sure, top-$p$ and min-$p$ keep
-# one or two, and top-$k$ still five. Hugging Face's warpers give the same numbers on this real
+# top-$k$ at 5, because the model is unsure; on a context where it is sure (after "daughte"),
+# top-$p$ and min-$p$ keep a single token, and top-$k$ still five. Hugging Face's warpers give the
+# same numbers on this real
 # distribution:
 
 # %% tags=["nbval-check-output"]
@@ -331,7 +334,7 @@ for label, texts in [*((k, [t]) for k, t in samples.items()), (f"held-out ({len(
 # The repetition rate is the fraction of a text's word trigrams that already occurred earlier in it
 # (seq-rep-3 {cite:p}`welleck2020unlikelihood`). The two searches for probable text are the ones that
 # repeat themselves: greedy decoding repeats 0.27 of its word trigrams, beam search 0.58 (the same
-# two questions over and over), and both are far *more* probable to the model (-0.620 and -0.327
+# few short questions over and over), and both are far *more* probable to the model (-0.620 and -0.327
 # nats per character) than real Shakespeare (-1.207). No sample drawn at random repeats a word
 # trigram in 250 characters. At the other end, $\tau = 1.5$ makes up 12.0% of its words, four
 # times the rate of the held-out text (2.9%: names and rare words the training text lacks); at full
@@ -388,15 +391,18 @@ plt.show()
 # Along each family of settings, the more probable the text (to the right), the less varied the
 # samples: distinct-2 falls from 0.99 at $\tau = 1.2$ to 0.86 at $\tau = 0.5$ and 0.82 at top-$p$
 # 0.5, and to 0.08 for greedy decoding, whose eight "samples" are one looping text eight times
-# (greedy decoding ignores the seed). The held-out text sits at the far left: at -1.164 nats per
-# character it is as improbable to the model as samples at $\tau = 1.2$ (-1.178), not at
-# $\tau = 1$ (-0.985). The model's own samples are more probable to it than real text is: the model
+# (greedy decoding ignores the seed). The held-out text sits at the left, beside the hottest
+# setting: at -1.164 nats per character it is about as improbable to the model as samples at
+# $\tau = 1.2$ (-1.178), not at $\tau = 1$ (-0.985). The model's own samples are more probable to
+# it than real text is: the model
 # is over-confident, which section 8.5 measures directly. Penalties move a rule off the curve: the
 # repetition penalty breaks greedy decoding's loop (repetition 0.27 to 0.00), and its text is even
 # *more* probable to the model (-0.540 against -0.620): the loop is not the most probable text, only
 # the one greedy decoding commits to. The frequency penalty at $\tau = 0.7$ costs likelihood (-1.055
-# against -0.835) for no gain in diversity. (Eight samples a setting: neighbouring settings differ
-# within their noise, the ends of the curve do not.)
+# against -0.835) for no gain in diversity. (Eight samples a setting, one seed, and no interval: the
+# spread between seeds was not measured, so read only the large differences, the ends of the curve
+# and the penalties' effects, not the order of neighbouring settings; the share of made-up words, for
+# one, does not even fall steadily along top-$p$: 2.1% at 0.8, 1.6% at 0.95.)
 #
 # ### Stop strings
 #
@@ -512,7 +518,8 @@ print("\n", repr(decode(greedy_line)))
 # (chapter 5, nanoGPT's loop) runs the whole context through the model again: at step $t$ it
 # recomputes the keys and values of tokens $1..t-1$, which it already computed at step $t-1$ and
 # which have not changed, because attention is causal: a token's keys and values depend only on the
-# tokens before it. The *KV cache* keeps them. Each layer stores the keys and values of the tokens
+# token itself and the tokens before it. The *KV cache* keeps them. Each layer stores the keys and
+# values of the tokens
 # read so far, $(B, h, t, d_{\text{head}})$; a step then feeds only the new token, computes its
 # query, key and value, appends the key and value, and attends over all of them. Generation has two
 # phases: the *prefill* reads the prompt in one forward pass (every position at once, as in
@@ -702,8 +709,9 @@ for name, m in committed.items():
 
 # %% [markdown]
 # Our models are small, so their caches are too. The formula is what limits large models: the
-# cache grows with the context and the batch, and for long contexts it outgrows the weights
-# (exercise 3 works it out for GPT-2). That is why newer models share keys and values between heads
+# cache grows with the context and the batch, and for long contexts or large batches it outgrows
+# the weights (exercise 3 works it out for GPT-2 small: at its full context, from a batch of 7).
+# That is why newer models share keys and values between heads
 # (grouped-query attention, chapter 9) and why serving systems store the cache in 8 or even 4 bits.
 #
 # ### Prefill and decode, and tokens per second
@@ -792,9 +800,10 @@ plt.show()
 #
 # `bench/bench_generate.py` makes the same measurement up to 512 tokens, several times over,
 # interleaved, with the load average recorded, and compares our loop with `transformers` and
-# speculative decoding with the target alone (sections below). Its stored results, in which the
-# cached speed stays between 61.9 and 66.3 tokens/s from 64 to 512 tokens while the uncached one
-# falls to 6.8, 9.1 times slower at 512 tokens:
+# speculative decoding with the target alone (sections below). Its stored results were measured at
+# a higher load (a load average of 4 to 6), so every speed is lower than in the run above; what
+# carries over is the ratios. The cached speed stays between 61.9 and 66.3 tokens/s from 64 to 512
+# tokens while the uncached one falls to 6.8, 9.1 times slower at 512 tokens:
 
 # %%
 bench_results = ROOT / "bench" / "results" / "bench_generate.txt" if ROOT else None
@@ -1075,7 +1084,10 @@ plt.show()
 # draft, speculative decoding is *slower* than the target alone at every $k$: 0.81 to 0.94 times
 # its speed. The bench above, with the same draft trained three times as long (600 steps,
 # $\alpha \approx 0.6$), measures a speed-up of 1.16 at $k = 3$ and 1.18 at $k = 4$ (the formula
-# says 1.34 and 1.49). A draft has to be both cheap and close, and on a CPU the margin is thin.
+# says 1.34 and 1.49), but only 1.02 at $k = 1$ and 2 and 0.93 at $k = 6$. Those are medians of three
+# runs on loaded, shared cores, without an interval, and the best of five $k$ is the one most
+# flattered by noise: read them as a small speed-up, not a precise one. A draft has to be both cheap
+# and close, and on a CPU the margin is thin.
 # Greedy speculative decoding returns the target's greedy text exactly:
 
 # %% tags=["nbval-check-output"]
@@ -1193,11 +1205,20 @@ plt.show()
 
 # %% [markdown]
 # At the equal budget of 409,600 training characters, the LSTM is the best of the three models
-# trained here and the small GPT the worst, barely better than counting bigrams (2.4515 against
-# 2.4929 nats per character): this early in training the GPT has not learned to use its attention
-# yet, and the LSTM, as in chapter 5's running table, wins at this scale. The Kneser–Ney 6-gram,
+# trained here and the small GPT the worst, level with counting bigrams within their intervals
+# (2.4515 against 2.4929 nats per character; that pair is not tested below, so no difference between
+# them is claimed). After 200 steps the GPT is still early in its training, and the LSTM, as in
+# chapter 5's running table, wins at this small budget. The Kneser–Ney 6-gram,
 # counted on the whole training text, comes within 0.11 nats of the committed GPT, which read 52M
 # characters in training, its training text about fifty times over.
+#
+# Two details of the table. The MLP is scored in non-overlapping windows of 64 characters and sees
+# padding instead of the text before each window, so the first 15 characters it predicts in every
+# window have fewer than its 16 characters of context: its number is a little pessimistic. And the
+# nats-per-character column is the mean over 100 equal segments, which leaves out the last 99
+# characters, while bits per byte counts every scored character: on this ASCII text bits per byte is
+# therefore not exactly the first column divided by $\ln 2$, and differs from it in the third decimal
+# for some models.
 #
 # The intervals of single models are wide because the text varies more than the models do: some
 # passages are easy for all of them, some hard. The committed GPT's interval and the Kneser–Ney
@@ -1215,6 +1236,10 @@ for a, b in pairs:
     print(f"{a:34s} minus {b:34s} {diff:+.4f} nats/char [{low:+.4f}, {high:+.4f}]: {verdict}")
 
 # %% [markdown]
+# All three differences are beyond their intervals: the committed GPT is better than the
+# Kneser–Ney 6-gram by 0.11 nats per character although their own intervals overlap, the LSTM better
+# than the small GPT, and the MLP better than the small GPT.
+#
 # ### Calibration
 #
 # A model can have a good loss and still be over- or under-confident. A *reliability diagram*
@@ -1243,8 +1268,11 @@ plt.show()
 # (ECE 0.0642). Training by maximum likelihood pushes a model toward calibration on the text it is
 # trained on (the log-loss is a *proper* scoring rule: it is minimised by the true probabilities),
 # and the committed model read its training text about fifty times: on held-out text it is surer
-# than it should be, the over-confidence Guo et al. found in networks trained long past the point of
-# overfitting. It is the fact of section 8.1 seen from the other side: its own samples are more
+# than it should be. Guo et al. found such over-confidence in networks trained long, once held-out
+# log-loss begins to overfit; this run's validation loss was still falling at its last evaluation
+# (runs/shakespeare_char_gpu/metrics.json), so its over-confidence does not need a rising
+# validation loss to appear. It is the fact of section 8.1 seen from the other side: its own
+# samples are more
 # probable to it than real text. Exercise 6 fits one temperature that removes most of it.
 #
 # ### A multiple-choice test, scored by likelihood
@@ -1294,8 +1322,10 @@ for label in scorers:
 
 # %% [markdown]
 # Scored by the total log-probability of a line, or per character, every model is within its
-# interval of chance (20.8% to 31.7%): the committed GPT, far better by its loss, is no better at
-# this test than counting. Scored by PMI, the committed GPT answers 55.0% of the questions
+# interval of chance (20.8% to 31.7%): the committed GPT, far better by its loss, shows no
+# advantage at this test over counting (30.0% and 31.7%, against 23.3% and 30.8% for the
+# Kneser–Ney 6-gram, intervals overlapping). Scored by PMI, the committed GPT answers 55.0% of the
+# questions
 # [46%, 64%], the Kneser–Ney 6-gram 38.3%, and the two small models stay near chance. Why can
 # perplexity and task accuracy disagree?
 #
@@ -1306,8 +1336,9 @@ for label in scorers:
 # - **A loss averages over every character; a question is decided by a few.** Most characters of
 #   English are easy to predict from spelling alone (the "ughter" of "daughter"); a model wins most
 #   of its loss there. The choice between four lines turns on whether the line *fits the passage*:
-#   who speaks, the metre, the subject, which a character model with a context of a few lines
-#   barely represents.
+#   who speaks, the metre, the subject: a few characters of each line, so a small part of the
+#   loss. The committed GPT has learned some of it (55.0% by PMI); its loss could not have said
+#   how much.
 # - **Noise.** A difference of a few points on 120 questions is within the intervals, which are
 #   about eight points either side. The LSTM, 0.49 nats per character better than the small GPT,
 #   scores below it in every column, within those intervals. A benchmark number without an interval
@@ -1328,7 +1359,8 @@ for label in scorers:
 #
 # It runs, and it answers the question readers ask next ("why does GPT-2 repeat itself?") without
 # saying so: `generate` decodes *greedily* unless told `do_sample=True`, so this prints the most
-# probable continuation, which for GPT-2 soon loops (section 8.1). `max_length=50` counts the
+# probable continuation, which for GPT-2 soon loops {cite:p}`holtzman2020`, as our model's
+# greedy text did in section 8.1 (and does below). `max_length=50` counts the
 # prompt's tokens too (`max_new_tokens` counts only new ones). Asking for `num_return_sequences=3`
 # without sampling or beams is refused: greedy decoding has only one answer. And it passes no
 # attention mask: harmless for one prompt, wrong for a padded batch (section 8.3). Our package runs
