@@ -198,9 +198,10 @@ print(", ".join(f"{k} {v:.2f} ms" for k, v in norm_ms.items()) + f" for {tuple(h
 print(f"rms_norm's time / layer_norm's: {norm_ms['F.rms_norm'] / norm_ms['F.layer_norm']:.2f}")
 
 # %% [markdown]
-# On this CPU, torch's `rms_norm` takes about two and a half times as long as its `layer_norm` (2.52, the
-# ratio printed above): a formula with fewer operations does not make a faster program by itself, what
-# runs is a kernel, and here the LayerNorm kernel is the faster one. Zhang & Sennrich report that RMSNorm
+# On this CPU, torch's `rms_norm` takes several times as long as its `layer_norm` (the ratio printed
+# above; timings on a shared machine move from run to run, the order does not): a formula with fewer
+# operations does not make a faster program by itself, what runs is a kernel, and here the LayerNorm
+# kernel is the faster one. Zhang & Sennrich report that RMSNorm
 # cut the running time of whole models by 7% to 64%, depending on the network, in their implementations
 # of 2019 {cite:p}`zhang2019rmsnorm`; whether it saves anything on a given machine is a question about
 # its kernels, and the cell above is how to ask it.
@@ -997,6 +998,26 @@ gpt_mean = statistics.mean(r["val"] for r in rows[0]["runs"])
 llama_mean = statistics.mean(r["val"] for r in rows[-2]["runs"])
 print(f"\nLlama-style minus GPT: {llama_mean - gpt_mean:+.4f} nats/char at {a_set['tokens_per_run']:,} characters")
 
+# %% [markdown]
+# The seeds are shared across rows: seed $s$ draws the same batches, in the same order, for every
+# variant. So each change can also be read *paired*, seed by seed: the difference between a row and
+# the row above for each seed, and the spread of those differences, which no longer carries the
+# seeds' common luck (a good or bad draw of batches moves both rows alike).
+
+# %%
+print(f"{'change (row minus the row above, per seed)':44s} {'seed differences':>24s} {'mean':>8s} {'paired SE':>9s} {'t':>6s}")
+previous = None
+for row in rows:
+    if row["name"].startswith("sinusoidal"):
+        continue
+    by_seed = {r["seed"]: r["val"] for r in row["runs"]}
+    if previous is not None:
+        diffs = [by_seed[seed] - previous[seed] for seed in sorted(by_seed)]
+        mean = statistics.mean(diffs)
+        se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+        print(f"{row['name'][:44]:44s} {' '.join(f'{d:+.3f}' for d in diffs):>24s} {mean:+8.4f} {se:9.4f} {mean / se:+6.1f}")
+    previous = by_seed
+
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.6))
 for k, row in enumerate(rows):
@@ -1022,10 +1043,13 @@ plt.show()
 # of 0.1165 nats over its three seeds (the dots in the plot). Two changes stand far out from that
 # noise: rotary positions lower the loss by 0.2806 nats (8.9 standard errors) and the untied output
 # layer by 0.1553 (6.7; it also adds $65 \times 48$ parameters outside the blocks). SwiGLU *raises*
-# it, by 0.1166 (2.9), at the edge of what three seeds can establish: likely, not certain.
-# Grouped-query attention, at an equal parameter count, lowers it by 0.0468, but at 2.0 standard
-# errors that is within the noise of three seeds; no biases and RMSNorm change nothing that three
-# seeds can see. All together, the Llama-style model ends 0.3778 nats below the GPT.
+# it, by 0.1166, at 2.9 standard errors of the unpaired comparison: at the edge of what three seeds
+# can establish that way. Read paired, seed by seed, it is not at the edge: the three seeds'
+# differences are +0.131, +0.097 and +0.122, a t of 11.6, so at this budget SwiGLU is worse, and
+# not by chance. Grouped-query attention, at an equal parameter count, lowers the loss by 0.0468, but
+# its seeds disagree (−0.030, −0.103, −0.007; t of −1.6): within the noise, paired or not. No biases
+# and RMSNorm change nothing that three seeds can see, paired or not. All together, the Llama-style
+# model ends 0.3778 nats below the GPT.
 #
 # These are short runs, and what they measure is how fast each variant learns at the start of
 # training, not where it ends. A reading of the three largest effects, which the table does not test:
@@ -1543,8 +1567,8 @@ print(f"the most passes: {most['D'] / train_chars:.2f}, N = {most['N']:,}, val -
 # - The Llama-style model computes what `transformers`' `LlamaForCausalLM` computes, to $10^{-5}$ in
 #   float32; chapter 7's trainer trains it with one setting.
 # - At our scale and budget, over three seeds, rotary positions and an untied output layer lower the
-#   loss well beyond the noise, SwiGLU probably raises it (2.9 standard errors, the edge of what three
-#   seeds can establish), and the other changes stay within the noise; they were adopted for reasons
+#   loss well beyond the noise, SwiGLU raises it (every seed agrees: paired by seed, a t of 11.6),
+#   and the other changes stay within the noise; they were adopted for reasons
 #   (stability, speed, memory, results at scale) that small runs do not test.
 # - A scaling law fitted to small, undertrained runs pinned down its data exponent and not its size
 #   exponent ($\alpha$ anywhere from 0.034 to 1.406): what depends on $\alpha$, the best size for a
