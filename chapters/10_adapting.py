@@ -774,8 +774,8 @@ for task in instructions.TASKS:
 # The held-out examples never share their payload with a training example: test dates are calendar
 # days no training example uses, test digit strings and pairs of numbers are not training ones, and
 # test lines come from Shakespeare's validation text. The open tasks are checked by rule: one line
-# of at least three words, each a word of Shakespeare's training text, starting with the word asked
-# for.
+# of at least three words (two for a continuation), each a word of Shakespeare's training text,
+# starting with the word asked for where one is asked for.
 #
 # **A chat template and new tokens.** The model must know where the instruction ends and where its
 # answer does. A template lays them out with *special tokens*, strings that are one token each and
@@ -944,7 +944,7 @@ for task in instructions.TASKS:
 
 # %% [markdown]
 # After 150 steps of 12 examples, 0.4 of a pass over the training set, the model has learned the
-# format and one of the open tasks: it answers briefly and stops, and 76.6% of its continuations of
+# format and one of the open tasks: it answers the exact tasks briefly and stops, and 76.6% of its continuations of
 # a line pass the checker. It has not learned the exact tasks: not one date, reversal or sum is
 # right, and its answers are short strings of digits ("11", "1111"). The loss of the right answers
 # fell from about 9 nats per token to about 2 for those tasks, so the model is on its way, but at
@@ -1110,7 +1110,7 @@ print(f"the instruction-tuned model already gives the chosen answer the higher p
 
 # %% [markdown]
 # The instruction-tuned model is wrong on every exact-task instruction, so there the rejected
-# answer is always its own; on the continuations it is mostly right, and the rejected answer is
+# answer is almost always its own; on the continuations it is mostly right, and the rejected answer is
 # mostly a scrambled line. Its own mistakes are likely to it: held out, it gives the chosen answer
 # the higher probability in only 26.2% of the pairs.
 #
@@ -1232,7 +1232,7 @@ print(f"this notebook ran in {time.perf_counter() - chapter_start:.0f} s ({time.
 #   parameters with a fraction of the optimizer memory, for less accuracy than full fine-tuning at
 #   this size, and merged away at no cost.
 # - Instruction tuning is fine-tuning on a template with special tokens; the loss belongs on the
-#   answers. In 150 steps it taught the format and the open tasks, not the exact ones. It cost some
+#   answers. In 150 steps it taught the format and one open task, not the exact ones. It cost some
 #   of the pretraining skill, and a little replay bought half of that back.
 # - DPO turns preference pairs into a classification loss on the policy's own log-probabilities;
 #   β is the leash that keeps it near the instruction-tuned model. Run on a model that cannot yet
