@@ -51,9 +51,10 @@ $(MATHJAX):
 # Two test processes on a 2-core machine: each kernel and test gets one thread, since two processes
 # with two threads each on two cores run many times slower, not twice. The scheduler in
 # tests/conftest.py keeps each test file and each chapter notebook on one worker and spreads the
-# per-chapter assignment tests over both, longest first.
+# per-chapter assignment tests over both; --no-loadscope-reorder keeps the order conftest.py gives
+# the work (the longest first), where xdist would start with the units that hold the most tests.
 test: $(STAMP) $(MATHJAX)
-	LMBOOK_PROFILE=test OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope \
+	LMBOOK_PROFILE=test OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
 		--nbval-lax --nbval-current-env -p no:cacheprovider --durations=15 tests chapters
 
 book: $(STAMP) $(MATHJAX)

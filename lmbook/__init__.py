@@ -18,6 +18,12 @@ One module per idea, in the order the book builds them:
 - ``lmbook.tokens``     memory-mapped token files and GPU batches (chapter 7)
 - ``lmbook.checkpoint`` crash-safe safetensors checkpoints (chapter 7)
 - ``lmbook.trainer``    the GPU training recipe and its command line, ``lmbook-train`` (chapter 7)
+- ``lmbook.generate``   decoding rules, the KV cache, beam search, speculative decoding (chapter 8)
+- ``lmbook.evaluate``   held-out likelihood with intervals, calibration, multiple choice (chapter 8)
+- ``lmbook.llama``      the Llama-style decoder: RMSNorm, SwiGLU, rotary positions, grouped-query attention (chapter 9)
+- ``lmbook.scaling``    scaling laws: Hoffmann et al.'s fits, compute-optimal sizes, one training run (chapter 9)
+- ``lmbook.finetune``   classification heads, chat templates, LoRA and DPO (chapter 10)
+- ``lmbook.instructions`` instruction and preference data made by code, with checkers (chapter 10)
 - ``lmbook.plot``       the book's plotting style
 """
 

@@ -329,6 +329,25 @@ def cheapest_run(E, A, B, alpha, beta, target):
         low, high = (C, high) if law(*compute_optimal(law, C)) > target else (low, C)
     return compute_optimal(law, high)""", BLOCKED),
     },
+    "10_adapting": {
+        "answer_cdpo_loss": ("""\
+def cdpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, epsilon):
+    return ((1 - epsilon) * dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta).loss
+            + epsilon * dpo_loss(policy_rejected, policy_chosen, ref_rejected, ref_chosen, beta).loss)""", BLOCKED),
+        "answer_lora_parameter_count": ("""\
+def lora_parameter_count(config, rank, targets):
+    model = GPT(config)
+    finetune.inject_lora(model, rank, targets=targets)
+    return finetune.count_parameters(model)[0]""", BLOCKED),
+        "answer_make_sort": ("""\
+def make_sort(rng, split):
+    digits = instructions.TASKS["reverse"].make(rng, split).key  # the library's held-out strings
+    return instructions.Example("sort", f"Sort the digits {digits}.", "".join(sorted(digits)), key=digits)
+
+
+def check_sort(example, answer):
+    return answer.strip() == example.answer""", "multiple of 7"),
+    },
 }
 
 
