@@ -513,7 +513,7 @@ def speculative_accept(p: Tensor, q: Tensor, drafts: Tensor, greedy: bool = Fals
             accepted = bool(p[i].argmax() == x)
         else:
             u = torch.rand((), generator=generator, device=p.device)
-            accepted = bool(u * q[i, x] <= p[i, x])                          # u < p/q, without dividing by 0
+            accepted = bool(u * q[i, x] < p[i, x])                           # u < p/q, without dividing by 0
         if not accepted:
             if greedy:
                 return i, int(p[i].argmax())

@@ -361,6 +361,16 @@ def test_the_acceptance_rule_emits_the_target_distribution():
     assert abs(accepted / 20000 - expected_rate) < 0.015
 
 
+def test_a_draft_token_the_target_rules_out_is_never_accepted(monkeypatch):
+    """u is drawn from [0, 1): accepting when u * q < p gives probability exactly p/q, and a token with
+    p = 0 is refused even when u is 0 (u * q <= p would accept it then)."""
+    p = torch.tensor([[0.0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+    q = torch.tensor([[1.0, 0.0, 0.0]])
+    monkeypatch.setattr(G.torch, "rand", lambda *args, **kwargs: torch.tensor(0.0))
+    n, token = G.speculative_accept(p, q, torch.tensor([0]))
+    assert n == 0 and token in (1, 2)
+
+
 # ---- text, stop strings and bad input -------------------------------------------------------------------------
 
 CHARS = list("\nabcdefgh ")
