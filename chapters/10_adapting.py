@@ -160,8 +160,9 @@ _ = report("always the most frequent poet", majority)
 # logits. A classifier keeps the body and replaces the head: a linear layer from one state to one
 # logit per class. Which state? In a causal model, position $t$ has read tokens $0..t$ only: the
 # first position has seen one character, and only the **last** real token's state has read the
-# whole poem. (BERT, which reads in both directions, classifies from a special first token; a
-# causal model must use the last one, as GPT-1 did {cite:p}`radford2018`.) Poems of different
+# whole input (a poem's first `MAX_CHARS` characters, all that a classifier reads). (BERT, which
+# reads in both directions, classifies from a special first token; a causal model must use the last
+# one, as GPT-1 did {cite:p}`radford2018`.) Poems of different
 # lengths share a batch padded on the right; because no position attends to the positions after
 # it, the padding changes nothing, and we read each poem's state at its own last position.
 
@@ -313,7 +314,7 @@ for pool in ("first", "mean", "last"):
 
 # %% [markdown]
 # The first position's state has read one character, and its probe (35.1%) does little better than
-# always answering Li Bai (33.0%). The last position's state has read the whole poem, and does much
+# always answering Li Bai (33.0%). The last position's state has read the whole input, and does much
 # better (47.7%). The mean over the positions does better again in this run (54.0%), though the two
 # intervals overlap, so that difference is not shown. A likely reason: a frozen model's last state
 # was trained to predict the next character and keeps of the poem what that needs, while the mean
@@ -333,7 +334,8 @@ for pool in ("first", "mean", "last"):
 # - *full fine-tuning*: every weight of the pretrained body trained, at a small learning rate;
 # - and the linear probe above, which trains the head only.
 #
-# Each pretrained classifier starts from a fresh copy of the pretrained model; all use dropout 0.1.
+# Each pretrained classifier starts from a fresh copy of the pretrained model; the three that run
+# the body in training use dropout 0.1 (the probe's states were read once, in evaluation mode).
 
 # %%
 def pretrained_body() -> GPT:
@@ -382,7 +384,8 @@ print(f"the model trained from scratch answers {names[0]} for "
 # 63.2% of the test poems right: 30.2 points more than the same network trained from scratch, which
 # at this budget never gets past the majority class (it answers Li Bai for every test poem, as
 # printed), and 9.2 points more than the best probe, both intervals well clear of zero. Training
-# only the last two blocks lands in between (57.5%, an interval that overlaps both). But full
+# only the last two blocks lands between the best probe and full fine-tuning (57.5%, an interval
+# that overlaps both of theirs; no paired interval was computed for it). But full
 # fine-tuning does not beat the n-gram baseline: it is 6.0 points behind it, an interval from 11.2
 # to 0.9 points behind. A 4.7-million-parameter model pretrained on 680,000 characters of poems,
 # fine-tuned for 174 steps, knows less about who wrote what than the counts of each poet's
@@ -513,9 +516,11 @@ embedding = tang.transformer.wte.weight.numel()
 print(f"of which the token embedding: {embedding:,} parameters, {embedding / total:.0%} of the model")
 
 # %% [markdown]
-# At rank 8, LoRA trains 132,614 parameters, 2.72% of the model; their gradients take 0.51 MB
-# instead of 18.11 MB, and AdamW's two moments 1.01 MB instead of 36.22 MB. (The activations kept
-# for the backward pass are the same for both: the gradient still flows through every block.) A
+# At rank 8, LoRA trains 132,614 parameters, 2.72% of the adapted model's parameters (2.79% of the
+# number full fine-tuning trains, the share in the table below); their gradients take 0.51 MB
+# instead of 18.11 MB, and AdamW's two moments 1.01 MB instead of 36.22 MB (MB here are 2²⁰ bytes).
+# (The activations kept for the backward pass, not measured here, are about the same for both: the
+# gradient still flows through every block.) A
 # third of the full model's parameters are the token embedding of its 6,114 characters, which full
 # fine-tuning trains (only the rows of characters in the training poems get gradients) and LoRA
 # leaves frozen. Now accuracy against rank, each LoRA trained with the budget of every other
@@ -540,12 +545,15 @@ for label, r in results.items():
 
 # %% [markdown]
 # At this budget LoRA does not match full fine-tuning: rank 8 is 5.7 points behind it and rank 2 is
-# 8.9 points behind, both paired intervals clear of zero; the higher rank does better, as it
-# should. Hu et al. found LoRA on a par with full fine-tuning for models of hundreds of millions of
-# parameters and more {cite:p}`hu2022lora`; ours is small, trained for 174 steps, and its frozen
-# embedding cannot adapt. Nor is LoRA much faster here: each step still runs the whole model
-# forward and backward, and the time column shows it. What it saves is memory, and a copy of the
-# model per task.
+# 8.9 points behind, both paired intervals clear of zero. Rank 8 scores 3.2 points above rank 2,
+# but the two intervals overlap and no paired interval between them was computed, so this run does
+# not show that the higher rank is better. Hu et al. found LoRA on a par with full fine-tuning for
+# models of hundreds of millions of parameters and more {cite:p}`hu2022lora`; ours is small, trained
+# for 174 steps, and its frozen
+# embedding cannot adapt. Nor is LoRA faster here: each step still runs the whole model forward
+# and backward, plus the adapters' small products, and in this run each LoRA took longer than full
+# fine-tuning (88 and 87 s against 69 s; one run each on a shared machine, so not a ratio to rely
+# on). What it saves is memory, and a copy of the model per task.
 #
 # **Merging.** After training, $\Delta W$ can be added into $W$ (`LoRALinear.merge`, and
 # `finetune.merge_lora`, which also puts the plain `nn.Linear` back): the merged model is an
@@ -623,9 +631,13 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# The network trained from scratch stays at the majority class at every size, so the gap to it
-# grows with the labels (18.7, 20.7 and 30.2 points) rather than shrinking: at this budget the labels
-# alone teach it nothing, and everything the fine-tuned model knows it owes to pretraining. Against
+# The network trained from scratch scores 33.0% at every size, the accuracy of always answering Li
+# Bai (at full size it answers Li Bai for every test poem, as printed above; at the two smaller
+# sizes its predictions were not counted). So the gap to it does not shrink as labels are added:
+# 18.7, 20.7 and 30.2 points, every interval clear of zero (the first two intervals overlap, so
+# the rise from 172 to 693 poems is not shown). Note that the budget grows with the labels (30, 44
+# and 174 steps), the same for both networks at each size. Without pretraining, the same labels and
+# steps teach this network nothing it can show on the test poems. Against
 # naive Bayes the picture turns the other way: with the fewest labels, 172 poems, fine-tuning is
 # level with it (3.2 points ahead, an interval from 2.3 behind to 8.6 ahead, so no difference is
 # shown), and with 693 poems or all of them naive Bayes is ahead (by 9.5 and 6.0 points, intervals
@@ -741,14 +753,17 @@ print(f"the first test words: {', '.join(copy_test[:4])}; the answers the pretra
       f"example: {', '.join(icl[0][0][1][:4])}")
 
 # %% [markdown]
-# Our model does not learn in context: with no example it answers "the senate" to every word, and
+# Our model does not learn in context: with no example it answers "the senate" to each of the four
+# test words printed (and gets none of the 100 right), and
 # two or eight examples in the prompt leave it at 0 of the 100 test words. (In-context learning grew
 # with model size in GPT-3's measurements {cite:p}`brown2020gpt3`, and ours is small.)
-# Fine-tuning on the same two or eight examples does no better: the model learns the answers it was
-# shown ("stirring", "date" are words of the examples), not the rule. Only with 512 examples does
-# fine-tuning teach the rule, to 28.0% of the test words, and its mistakes are near misses
-# ("thist" for "this"). Few examples are not enough for either route at this scale; many examples
-# in the weights are.
+# Fine-tuning on the same two or eight examples does no better: the model writes the same few words
+# whatever it is asked ("stirring" twice in its first four answers after two examples, "date" twice
+# after eight), not the word it was given; the examples themselves are not printed, so that these
+# are the examples' words is likely but not shown. Only with 512 examples does fine-tuning begin to
+# teach the rule, 28.0% of the test words copied exactly, and its first mistakes are near misses
+# ("thist" for "this", "quartly" for "quaintly"). Few examples are not enough for either route at
+# this scale; 512 in the weights are a start.
 
 # %% [markdown]
 # ## 10.6 Instruction tuning
@@ -972,8 +987,9 @@ for task in instructions.TASKS:
 # The loss on the answers only wins on every measure that moves: 50.0 points more continuations
 # pass (an interval from 35.9 to 64.1), 6.2 points more lines start with the right word, and the
 # held-out answers cost 0.083 to 0.100 nats per token less in every task, every interval clear of
-# zero. With the loss on everything, most of each minibatch's gradient goes to predicting the
-# instructions, which the model never has to write.
+# zero. A likely reason, not measured here: with the loss on everything, much of each minibatch's
+# loss is spent on predicting the instructions (most prompts above are longer than their answers),
+# which the model never has to write.
 #
 # **Forgetting, and replay.** Fine-tuning moves the weights toward the new task and away from
 # whatever they held before {cite:p}`mccloskey1989`. We measure how much: the loss of each model
@@ -1072,11 +1088,12 @@ def sequence_logprobs(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 # The pairs are built from new training instructions of the same tasks. The preferred answer is
 # the correct one. The rejected answer is, where the instruction-tuned model gets the instruction
 # wrong, the model's own greedy answer: real preference data ranks a model's own samples, and its
-# own mistakes are the answers it needs to learn to avoid. Where the model is right, the task's
-# generator makes a plausible wrong answer instead (a date with day and month swapped or a day off,
-# the digits left in order or with two swapped, a sum off by one or by ten, a line with its words
-# scrambled or one that starts with the wrong word). The held-out pairs are made the same way from
-# the held-out instructions and the answers above. The reference is the instruction-tuned model,
+# own mistakes are the answers it needs to learn to avoid. Where the model is right (or writes
+# nothing), the task's generator makes a plausible wrong answer instead (a date with day and month
+# swapped or a day off, the digits left in order or with two swapped, a sum off by one or by ten, a
+# line with the letters of each word shuffled or one that starts with the wrong word). The held-out
+# pairs are made the same way from the held-out instructions and the answers above. The reference is
+# the instruction-tuned model,
 # frozen; its log-probabilities of every pair are computed once, before training.
 
 # %%
@@ -1109,14 +1126,17 @@ print(f"the instruction-tuned model already gives the chosen answer the higher p
       f"{ref_prefers.mean():.1%} of the {len(dpo_test)} held-out pairs")
 
 # %% [markdown]
-# The instruction-tuned model is wrong on every exact-task instruction, so there the rejected
-# answer is almost always its own; on the continuations it is mostly right, and the rejected answer is
-# mostly a scrambled line. Its own mistakes are likely to it: held out, it gives the chosen answer
+# The instruction-tuned model gets none of the held-out exact-task instructions right, and there the
+# rejected answer is almost always its own (in every held-out pair of those tasks, and in training
+# in all but 2 of the 100 sums, where its answer was right or empty); on the continuations it is
+# mostly right, and the rejected answer is mostly a scrambled line. Its own mistakes are likely to
+# it: held out, it gives the chosen answer
 # the higher probability in only 26.2% of the pairs.
 #
 # One DPO run per $\beta$, each `DPO_EPOCHS` passes over the training pairs in minibatches of 16,
-# from the instruction-tuned model, with the same learning rate. Held out, we measure how the
-# policy moved from the reference: the change of $\log \pi$ of the chosen and of the rejected
+# from the instruction-tuned model, at one constant learning rate for every $\beta$ (`DPO_LR`, a
+# fifth of instruction tuning's peak rate). Held out, we measure how the policy moved from the
+# reference: the change of $\log \pi$ of the chosen and of the rejected
 # answers, the implicit reward margin
 # $\beta[\log\frac{\pi(y_w)}{\pi_\text{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_\text{ref}(y_l)}]$, and the
 # share of pairs in which the policy gives the chosen answer the higher probability. Then what
@@ -1175,18 +1195,21 @@ for beta, r in dpo_results.items():
 # %% [markdown]
 # DPO did what its loss asks: on the held-out pairs the margin between chosen and rejected rewards
 # is positive (3.79 at $\beta = 0.1$, 16.84 at $\beta = 1$), and with $\beta = 0.1$ the policy
-# prefers the chosen answer in 55.3% of the pairs, against 26.2% for the reference. But it did not
-# raise the preferred answers: it lowered the log-probability of the rejected ones by 44.74 nats
-# and of the chosen ones too, by 6.86 (by 19.85 and 3.01 with $\beta = 1$). The loss sees only the
+# prefers the chosen answer in 55.3% of the pairs, against 26.2% for the reference (with $\beta = 1$,
+# in 50.3%): both well above the reference, though neither interval is clear of one half, so
+# neither policy is shown to prefer the chosen answer in most pairs (the margin measures how far
+# each pair moved from the reference, which preferred the rejected answer in most of them). But it
+# did not raise the preferred answers: it lowered the log-probability of the rejected ones by 44.74
+# nats and of the chosen ones too, by 6.86 (by 19.85 and 3.01 with $\beta = 1$). The loss sees only the
 # difference, so pushing everything down, the rejected faster, satisfies it. The answers the model
 # writes got worse: its continuations pass the checker 25.0% and 34.4% of the time against 76.6%
 # before, and its win rate against the instruction-tuned model is below one half for both $\beta$
 # (44.2% and 45.2%, intervals below 50%). Here the preferred answers of the exact tasks are ones the
 # model cannot yet write, and the cheapest way to widen the margin was to make every answer less
 # likely, the continuations it wrote well included. The larger $\beta$ kept the policy closer to the
-# reference, as the leash should: both log-probabilities moved about half as far. Preference tuning
-# refines a model that already writes good answers some of the time; it cannot stand in for the
-# instruction tuning this one still needs.
+# reference, as the leash should: both log-probabilities moved less than half as far (3.01 against
+# 6.86 nats, 19.85 against 44.74). Preference tuning refines a model that already writes good
+# answers some of the time; it cannot stand in for the instruction tuning this one still needs.
 
 # %% [markdown]
 # ## 10.8 The applications the source articles list
