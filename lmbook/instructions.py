@@ -17,7 +17,7 @@ as asked; the training answers are real lines of the text. Each `Task` makes an 
 random generator and a split, checks an answer (``task.check(example, answer)``), and makes a
 plausible wrong answer for preference pairs (``task.corrupt(example, rng)``): a date with its day
 and month swapped or off by one, digits left in order or with two of them swapped, a sum off by one
-or by ten, a line with its words shuffled out of order or one that starts with the wrong word.
+or by ten, a line with the letters inside each word shuffled or one that starts with the wrong word.
 
 `make_splits` returns held-out examples whose *payload* never occurs in training: the test dates
 are calendar days no training example uses, the test digit strings and pairs of numbers are not
