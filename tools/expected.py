@@ -63,6 +63,19 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     "07_gpu_training": [
         ("tinyshakespeare: the notebook's own trainer run, val nats/char", r"val loss: [\d.]+ at step 0 -> ([\d.]+) at step"),
     ],
+    "08_generation": [
+        ("tinyshakespeare: committed GPT on 20,000 held-out characters, nats/char",
+         r"shakespeare_char_gpu \(committed\)\s+([\d.]+) \["),
+    ],
+    "09_modern": [
+        ("ablation: Llama-style minus GPT, nats/char", r"Llama-style minus GPT: ([+-][\d.]+) nats/char"),
+        ("scaling law: prediction error for the held-out model, nats", r"prediction error \(predicted - measured\): ([+-][\d.]+) nats"),
+    ],
+    "10_adapting": [
+        ("Tang poets: n-gram naive Bayes, test accuracy %", r"n-gram naive Bayes\s+accuracy\s+([\d.]+)%"),
+        ("Tang poets: full fine-tuning, test accuracy %", r"full fine-tuning\s+accuracy\s+([\d.]+)%"),
+        ("Tang poets: LoRA r=8, test accuracy %", r"LoRA r=8\s+accuracy\s+([\d.]+)%"),
+    ],
 }
 
 
