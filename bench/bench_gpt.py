@@ -3,27 +3,19 @@
     python bench/bench_gpt.py        # prints, and writes bench/results/bench_gpt.txt
 
 Both models have the same configuration (layers, width, heads, context, vocabulary, batch) and the
-same weights (copied with lmbook.hf.to_hf), and run the same work per step: forward on a (B, T)
-batch, the mean next-token cross-entropy through each library's own API (``model(x, targets)``
-for ours, ``model(x, labels=x)`` for transformers, which shifts the labels inside), and backward.
-No optimizer step: it is the same code for both and would only dilute the difference.
-
-Each configuration runs REPEATS times, interleaved (ours, theirs, ours, …) after a warm-up, STEPS
-steps each. Tokens/s is the median over runs; the ratio ours / theirs is the median over repeats
-of the two rates measured within the same repeat, so that a neighbour's load on a shared machine,
-which comes and goes, hits both sides of each ratio alike. torch uses THREADS threads
+same weights (copied with lmbook.hf.to_hf), and run the same work per step, timed in turns by bench/interleaved.py (forward, the loss through each library's own API,
+backward; the ratio is the median over repeats of rates measured side by side). torch uses THREADS threads
 (`python bench/bench_gpt.py 2` for two).
 """
 
 import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from interleaved import compare, machine
 from lmbook.gpt import GPT, GPTConfig, flops_per_token
 from lmbook.hf import to_hf
 
@@ -42,31 +34,9 @@ def say(text: str = "") -> None:
     lines_out.append(text)
 
 
-def ours_step(model, x):
-    _, loss = model(x[:, :-1], x[:, 1:])
-    loss.backward()
-
-
-def theirs_step(model, x):
-    model(x[:, :-1], labels=x[:, :-1]).loss.backward()  # transformers shifts the labels by one inside
-
-
-def tokens_per_second(step, model, x, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.zero_grad(set_to_none=True)
-        step(model, x)
-    return steps * x[:, :-1].numel() / (time.perf_counter() - start)
-
-
 def main() -> None:
-    import transformers
-
     torch.set_num_threads(THREADS)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    say(f"machine: {os.cpu_count()} cpus ({cpu}), python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, {torch.get_num_threads()} torch threads, device cpu")
+    say(f"machine: {machine()}")
     say(f"{REPEATS} interleaved runs of {STEPS} forward+backward steps each, after one warm-up run; "
         f"load average {os.getloadavg()[0]:.1f} at the start")
     say()
@@ -80,16 +50,9 @@ def main() -> None:
             f"{flops_per_token(config) / 1e6:.1f} MFLOP per token")
         x = torch.randint(0, config.vocab_size, (batch, config.block_size + 1),
                           generator=torch.Generator().manual_seed(0))
-        runs = {"lmbook GPT": (ours_step, ours), "GPT2LMHeadModel": (theirs_step, theirs)}
-        for step, model in runs.values():
-            tokens_per_second(step, model, x, 2)  # warm-up
-        rates = {label: [] for label in runs}
-        for _ in range(REPEATS):
-            for label, (step, model) in runs.items():
-                rates[label].append(tokens_per_second(step, model, x, STEPS))
+        rates, ratio = compare(ours, theirs, x, labels=("lmbook GPT", "GPT2LMHeadModel"), steps=STEPS, repeats=REPEATS)
         for label, r in rates.items():
             say(f"  {label:16s} {statistics.median(r):8.0f} tokens/s (runs {min(r):.0f}-{max(r):.0f})")
-        ratio = statistics.median(a / b for a, b in zip(rates["lmbook GPT"], rates["GPT2LMHeadModel"]))
         say(f"  ratio lmbook / transformers: {ratio:.2f}")
         say()
     say("ratio = lmbook GPT tokens/s / GPT2LMHeadModel tokens/s (median over repeats): above 1.00 means")
