@@ -227,9 +227,11 @@ def train_and_evaluate(model: torch.nn.Module, data, *, steps: int, batch_size: 
     warmup = max(1, steps // 20) if warmup_steps is None else warmup_steps
     eval_windows = eval_windows or max(1, (len(data[1]) - 1) // block_size)
     with tempfile.TemporaryDirectory() as scratch:
+        # many small models: compiling each one would not pay on a CPU
         config = TrainConfig(block_size=block_size, batch_size=batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
                              warmup_steps=warmup, dropout=0.0, eval_windows=eval_windows, seed=seed, device=device,
-                             dtype=dtype, progress=False, checkpoint_every=0, out_dir=out_dir or scratch)
+                             dtype=dtype, progress=False, checkpoint_every=0, out_dir=out_dir or scratch,
+                             compile=None if torch.cuda.is_available() and device != "cpu" else False)
         trainer = Trainer(config, model=model, data=data)
         start = time.perf_counter()
         losses = torch.stack([trainer.train_step(trainer.sampler.next_step()) for _ in range(steps)]).tolist()

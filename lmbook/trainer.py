@@ -7,7 +7,8 @@ practitioner adds before trusting a run that costs GPU hours:
   embeddings), fused into one kernel on CUDA; a linear warm-up then a cosine decay of the rate;
   gradient accumulation; gradient clipping.
 - Mixed precision: bf16 autocast where the GPU supports it (fp16 with loss scaling otherwise),
-  TF32 matrix products, `torch.compile` (on by default on CUDA), flash attention through
+  TF32 matrix products, `torch.compile` (by default on CUDA, and on CPUs for runs long enough to
+  earn back the compilation), flash attention through
   ``F.scaled_dot_product_attention`` (the GPT's ``attention="sdpa"``).
 - Tokens pre-encoded in a memory-mapped uint16 file (`lmbook.tokens`), batches pinned and copied
   asynchronously.
@@ -43,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import shlex
 import signal
 import sys
@@ -116,7 +118,7 @@ class TrainConfig:
     device: str = "auto"                   # "auto" (cuda if present), "cpu", "cuda"
     dtype: str = "auto"                    # "auto" (bfloat16 on GPUs and CPUs with bf16 instructions, else float32), "float32", "bfloat16", "float16"
     tf32: bool = True                      # TF32 matrix products for float32 work on Ampere and newer GPUs
-    compile: bool | None = None            # None: on for CUDA, off for CPU
+    compile: bool | None = None            # None: on for CUDA; on a CPU for runs of COMPILE_MIN_STEPS or more (see resolve_compile)
     fused_adamw: bool | None = None        # None: on for CUDA, off for CPU
     peak_tflops: float | None = None       # the device's peak for MFU; None: looked up (see PEAK_TFLOPS)
     seed: int = 1337
@@ -287,6 +289,21 @@ def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
     return dtype
 
 
+COMPILE_MIN_STEPS = 500  # a CPU run this long earns back compilation's tens of seconds (bench/bench_cpu_recipe.py)
+
+
+def resolve_compile(config: TrainConfig, device: torch.device) -> bool:
+    """Whether to torch.compile the model: `config.compile` when set; for None, always on CUDA, and on
+    a CPU when the run has at least COMPILE_MIN_STEPS steps and a C++ compiler is installed (inductor
+    writes C++ for the CPU; without a compiler, compilation fails)."""
+    if config.compile is not None:
+        return config.compile
+    if device.type == "cuda":
+        return True
+    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
+    return config.max_steps >= COMPILE_MIN_STEPS and any(c and shutil.which(c) for c in compilers)
+
+
 # ---- the trainer -------------------------------------------------------------------------------------
 
 @dataclass
@@ -386,7 +403,7 @@ class Trainer:
             self._restore_rng()
 
         self.model = self.raw_model
-        use_compile = self.device.type == "cuda" if c.compile is None else c.compile
+        use_compile = resolve_compile(c, self.device)
         if use_compile:
             self.model = torch.compile(self.model)
         self.distributed = dist.is_available() and dist.is_initialized()

@@ -180,6 +180,20 @@ def write_config(tmp_path, **values):
     return str(path)
 
 
+def test_compile_default_is_on_for_cuda_and_for_long_cpu_runs_with_a_compiler(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    long, short = trainer.COMPILE_MIN_STEPS, trainer.COMPILE_MIN_STEPS - 1
+    monkeypatch.setattr(trainer.shutil, "which", lambda name: "/usr/bin/" + name)
+    assert trainer.resolve_compile(TrainConfig(max_steps=long), cpu)
+    assert not trainer.resolve_compile(TrainConfig(max_steps=short), cpu)       # compilation would not pay
+    assert trainer.resolve_compile(TrainConfig(max_steps=short), cuda)
+    assert not trainer.resolve_compile(TrainConfig(max_steps=long, compile=False), cpu)
+    assert trainer.resolve_compile(TrainConfig(max_steps=short, compile=True), cpu)
+    monkeypatch.setattr(trainer.shutil, "which", lambda name: None)              # no C++ compiler for inductor
+    monkeypatch.delenv("CXX", raising=False)
+    assert not trainer.resolve_compile(TrainConfig(max_steps=long), cpu)
+
+
 def test_flags_override_the_config_file(tmp_path):
     path = write_config(tmp_path, max_steps=100, warmup_steps=5, lr=0.01, compile=False)
     config = parse_args(["--config", path, "--max_steps", "7", "--dropout", "0", "--compile", "auto", "--bias", "true"])
