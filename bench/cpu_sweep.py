@@ -31,7 +31,7 @@ from lmbook import tokens  # noqa: E402
 from lmbook.data import load_text  # noqa: E402
 from lmbook.trainer import Trainer, TrainConfig  # noqa: E402
 
-BUDGET = 300  # seconds of training per setting
+BUDGET = 240  # seconds of training per setting
 COMMON = dict(dataset="tinyshakespeare", data_dir="data/shakespeare_char", device="cpu", dtype="bfloat16",
               compile=True, fused_adamw=False, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
               beta2=0.99, grad_clip=1.0, eval_windows=512, log_every=25, progress=False, seed=1337)
@@ -39,6 +39,7 @@ SETTINGS = {  # name: model and batch
     "b4x256_c128": dict(n_layer=4, n_head=4, n_embd=256, block_size=128, batch_size=32, dropout=0.1),
     "b6x256_c128": dict(n_layer=6, n_head=4, n_embd=256, block_size=128, batch_size=32, dropout=0.1),
     "b4x384_c128": dict(n_layer=4, n_head=6, n_embd=384, block_size=128, batch_size=32, dropout=0.1),
+    "b4x256_c128_lr2e-3": dict(n_layer=4, n_head=4, n_embd=256, block_size=128, batch_size=32, dropout=0.1, lr=2e-3),
 }
 RESULTS = ROOT / "bench" / "results" / "shakespeare_char_cpu_sweep"
 
