@@ -14,7 +14,7 @@ from lmbook.checkpoint import CheckpointError
 from lmbook.data import lm_split
 
 CONFIGS = ["shakespeare_char", "tang_poems_char"]  # the CPU models `make models` trains
-COMMITTED = ["shakespeare_char_gpu", "tang_poems_char"]  # the run folders committed in runs/
+COMMITTED = ["shakespeare_char", "shakespeare_char_gpu", "tang_poems_char"]  # the run folders committed in runs/
 
 
 def test_every_committed_run_is_a_known_model():
