@@ -64,7 +64,9 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("tinyshakespeare: the notebook's own trainer run, val nats/char", r"val loss: [\d.]+ at step 0 -> ([\d.]+) at step"),
     ],
     "08_generation": [
-        ("tinyshakespeare: committed GPT on 20,000 held-out characters, nats/char",
+        ("tinyshakespeare: the CPU-trained GPT (shakespeare_char) on 20,000 held-out characters, nats/char",
+         r"shakespeare_char \(committed\)\s+([\d.]+) \["),
+        ("tinyshakespeare: the GPU-trained GPT (shakespeare_char_gpu), same characters, nats/char",
          r"shakespeare_char_gpu \(committed\)\s+([\d.]+) \["),
     ],
     "09_modern": [
