@@ -224,8 +224,8 @@ for line, lang in zip(mixed, lid.predict(mixed)):
 # never saw, is mostly English (83.5%). The errors are "other" calls, and more of them than the 1%
 # the thresholds aim at (10.0% of Shakespeare's validation lines), for a reason worth knowing: the thresholds were set on lines like the training
 # lines, and held-out text is not like them. The rejected Shakespeare lines are mostly speaker names
-# (ANTONIO:, GONZALO:), the characters of the validation plays, whom the training plays never name;
-# a child's story is not blank verse either. The Python lines show the other limit: the few that
+# (ANTONIO:, GONZALO:, PROSPERO:), characters of the validation play whose names the model finds
+# unfamiliar; a child's story is not blank verse either. The Python lines show the other limit: the few that
 # read like English words are called English. A threshold is a trade (lower it, and more code is
 # rejected along with more English), and a line that mixes two languages gets one label, here
 # "other". Real pipelines label documents, not lines, and keep the label's probability so that each
@@ -832,7 +832,7 @@ print(f"{'held out':>12s}   " + "   ".join(f"{'':12s} {'':12s} {clean_loss[m]:10
 
 # %% [markdown]
 # No passage comes back verbatim, from either model, even after 64 copies: a model of 420 thousand
-# parameters trained for about one pass has not stored 64-character continuations. The loss shows
+# parameters trained for one to one and a half passes has not stored 64-character continuations. The loss shows
 # memorisation beginning: model B's loss on the passages it saw 64 times is 1.674 nats per
 # character, against 1.923 on passages it saw once and 1.853 on held-out text; 16 copies move it
 # much less. Model A, which saw every passage once, has about the same loss on all of them. At this
@@ -871,8 +871,9 @@ print("model B, greedy continuation of the 64-copy canaries' prefixes:", greedy)
 
 # %% [markdown]
 # The two secrets inserted 64 times have exposures of 16.6 and 14.3 bits in model B: the first is the
-# most probable of all 100,000 five-digit strings after its prefix, the second about the fifth. Fewer copies give much less (4.2 to 4.6 bits at 16 copies), and secrets seen once or four
-# times scatter between 0.2 and 6.3 bits, which is the range chance and the model's taste for some
+# most probable of all 100,000 five-digit strings after its prefix, the second about the fifth.
+# Fewer copies give much less (4.2 to 4.6 bits at 16 copies), and secrets seen once or four times
+# scatter between 0.2 and 6.3 bits, which is the range chance and the model's taste for some
 # digit patterns give (model A, which saw every secret once, scatters the same way). Greedy
 # decoding did not write either secret: after "Dorian's secret number is", the model's most probable
 # next character is a letter (it goes on "the t..."). Exposure measures what an attacker who knows
@@ -911,14 +912,14 @@ print(f"on the whole validation set, as a leaderboard would report it: A {full['
 # 1.943): on a leaderboard it is the better model. On the chunks it saw 8 times its lead is largest
 # (0.143), but the surprise is the clean third, never in B's training data, where it still leads by
 # 0.104. The clean chunks are not independent of the leaked ones: they alternate with them through
-# the same scenes of the same plays, with the same characters (the validation plays' names, which
-# section 11.2 found the training plays never use), so text leaked from around a test document
-# teaches the test document too. The leak-specific part of B's lead, what 8 copies add beyond
+# the same scenes of the same plays, with the same characters (the speaker names that section 11.2's
+# identifier found unfamiliar), so text leaked from around a test document most likely teaches the
+# test document too. The leak-specific part of B's lead, what 8 copies add beyond
 # proximity, is only 0.04. So a "clean" subset of a contaminated benchmark is not clean when it
 # shares the documents' topics and names, and the honest number is model A's, trained without any
-# of it. (This run cannot separate proximity from the rest of what B's corpus did differently, its
-# wasted repeats and fewer passes over Shakespeare; leaking one half of the validation plays and
-# testing on the other half would.) Nothing in B's training curve says any of this; only an overlap
+# of it. (This run cannot prove that proximity is the cause: B's corpus also differs from A's by its
+# repeats and its fewer passes over the training speeches, though both should cost it, not help it.
+# Leaking one half of the validation text and testing on the other half would separate them.) Nothing in B's training curve says any of this; only an overlap
 # check against the training data does, which is why a benchmark result is trustworthy only with a
 # contamination check beside it (GPT-3's authors ran this 13-gram check over every benchmark
 # {cite:p}`brown2020gpt3`).
@@ -975,7 +976,9 @@ for name, n, d in runs:
 # %% [markdown]
 # The rows span nearly seven orders of magnitude of compute, and the one in the middle is what the
 # source articles mean by "days or weeks": a 7-billion-parameter model on 2 trillion
-# tokens is about $8 \times 10^{22}$ operations, some 60,000 GPU-hours, 2.4 days on 1,024 GPUs. Energy in the table is the GPUs' alone; a data centre's overhead (cooling, power
+# tokens is about $8 \times 10^{22}$ operations, some 60,000 GPU-hours, 2.4 days on 1,024 GPUs.
+# Chapter 7's small model reached about half the MFU the table assumes (0.21): a small model keeps a
+# large GPU less busy. Energy in the table is the GPUs' alone; a data centre's overhead (cooling, power
 # conversion) adds a tenth to a half again, and the emissions depend on where the power comes from
 # {cite:p}`patterson2021carbon`.
 #
@@ -1000,8 +1003,8 @@ for label, law in laws.items():
 
 # %% [markdown]
 # Under the refit, the budget buys a model and data in proportion, about 20 tokens per parameter at
-# every budget: the rule of thumb that came out of the paper. Since 2023 many models train well past this
-# optimum (Llama 3's 8B model saw 15 trillion tokens {cite:p}`grattafiori2024llama3`, nearly 2,000
+# every budget: the rule of thumb that came out of the paper. Since 2023 many models train well past
+# this optimum (Llama 3's 8B model saw 15 trillion tokens {cite:p}`grattafiori2024llama3`, nearly 2,000
 # per parameter) because the optimum minimises the cost of *training*, and a model that will answer
 # billions of requests is cheaper to serve when it is small.
 
