@@ -222,10 +222,12 @@ for line, lang in zip(mixed, lid.predict(mixed)):
 # %% [markdown]
 # English and Chinese are never confused with each other, and TinyStories' English, which the model
 # never saw, is mostly English (83.5%). The errors are "other" calls, and more of them than the 1%
-# the thresholds aim at (10.0% of Shakespeare's validation lines), for a reason worth knowing: the thresholds were set on lines like the training
+# the thresholds aim at (10.0% of Shakespeare's validation lines), for a reason worth knowing: the
+# thresholds were set on lines like the training
 # lines, and held-out text is not like them. The rejected Shakespeare lines are mostly speaker names
 # (ANTONIO:, GONZALO:, PROSPERO:), characters of the validation play whose names the model finds
-# unfamiliar; a child's story is not blank verse either. The Python lines show the other limit: the few that
+# unfamiliar; a child's story is not blank verse either. The Python lines show the other limit: the
+# few that
 # read like English words are called English. A threshold is a trade (lower it, and more code is
 # rejected along with more English), and a line that mixes two languages gets one label, here
 # "other". Real pipelines label documents, not lines, and keep the label's probability so that each
@@ -832,7 +834,8 @@ print(f"{'held out':>12s}   " + "   ".join(f"{'':12s} {'':12s} {clean_loss[m]:10
 
 # %% [markdown]
 # No passage comes back verbatim, from either model, even after 64 copies: a model of 420 thousand
-# parameters trained for one to one and a half passes has not stored 64-character continuations. The loss shows
+# parameters trained for one to one and a half passes has not stored 64-character continuations. The
+# loss shows
 # memorisation beginning: model B's loss on the passages it saw 64 times is 1.674 nats per
 # character, against 1.923 on passages it saw once and 1.853 on held-out text; 16 copies move it
 # much less. Model A, which saw every passage once, has about the same loss on all of them. At this
@@ -919,7 +922,8 @@ print(f"on the whole validation set, as a leaderboard would report it: A {full['
 # shares the documents' topics and names, and the honest number is model A's, trained without any
 # of it. (This run cannot prove that proximity is the cause: B's corpus also differs from A's by its
 # repeats and its fewer passes over the training speeches, though both should cost it, not help it.
-# Leaking one half of the validation text and testing on the other half would separate them.) Nothing in B's training curve says any of this; only an overlap
+# Leaking one half of the validation text and testing on the other half would separate them.)
+# Nothing in B's training curve says any of this; only an overlap
 # check against the training data does, which is why a benchmark result is trustworthy only with a
 # contamination check beside it (GPT-3's authors ran this 13-gram check over every benchmark
 # {cite:p}`brown2020gpt3`).
@@ -978,7 +982,8 @@ for name, n, d in runs:
 # source articles mean by "days or weeks": a 7-billion-parameter model on 2 trillion
 # tokens is about $8 \times 10^{22}$ operations, some 60,000 GPU-hours, 2.4 days on 1,024 GPUs.
 # Chapter 7's small model reached about half the MFU the table assumes (0.21): a small model keeps a
-# large GPU less busy. Energy in the table is the GPUs' alone; a data centre's overhead (cooling, power
+# large GPU less busy. Energy in the table is the GPUs' alone; a data centre's overhead (cooling,
+# power
 # conversion) adds a tenth to a half again, and the emissions depend on where the power comes from
 # {cite:p}`patterson2021carbon`.
 #
@@ -1004,7 +1009,8 @@ for label, law in laws.items():
 # %% [markdown]
 # Under the refit, the budget buys a model and data in proportion, about 20 tokens per parameter at
 # every budget: the rule of thumb that came out of the paper. Since 2023 many models train well past
-# this optimum (Llama 3's 8B model saw 15 trillion tokens {cite:p}`grattafiori2024llama3`, nearly 2,000
+# this optimum (Llama 3's 8B model saw 15 trillion tokens {cite:p}`grattafiori2024llama3`, nearly
+# 2,000
 # per parameter) because the optimum minimises the cost of *training*, and a model that will answer
 # billions of requests is cheaper to serve when it is small.
 
@@ -1091,7 +1097,8 @@ print(f"correlation of the model's and the corpus's columns over {len(probe)} wo
 #   (chapter 7), grouped-query attention and the KV cache (chapters 8 and 9), low-rank adapters and
 #   quantised fine-tuning {cite:p}`hu2022lora,dettmers2023qlora` (chapter 10), and training
 #   compute-optimal or deliberately small models for cheaper serving (section 11.6).
-# - **Alignment and safety.** Instruction and preference tuning {cite:p}`ouyang2022instructgpt,rafailov2023dpo`
+# - **Alignment and safety.** Instruction and preference tuning
+# {cite:p}`ouyang2022instructgpt,rafailov2023dpo`
 #   (chapter 10) make a model follow requests; the measurements of this chapter (what it memorises,
 #   what it was evaluated on, which associations it learned) are part of knowing what it will do.
 #
@@ -1125,9 +1132,10 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # **Which architecture should I choose?** For generating text, a decoder-only Transformer. The book
 # measured why rather than asserting it: at a laptop's budget a recurrent network was ahead (chapter
 # 5's LSTM beat its GPT at an equal number of training characters), and the Transformer's advantage
-# is that it turns parallel hardware into more data per second (chapter 7); chapter 9's modern decoder (rotary positions, an
-# untied output layer) improved on chapter 5's by margins its three seeds could separate, and other
-# changes did not at that budget. For classification, chapter 10's pretrained GPT fine-tuned reached
+# is that it turns parallel hardware into more data per second (chapter 7); chapter 9's modern
+# decoder (rotary positions, an untied output layer) improved on chapter 5's by margins its three
+# seeds could separate, and other changes did not at that budget. For classification, chapter 10's
+# pretrained GPT fine-tuned reached
 # about 63% on poet attribution, against about 69% for a naive Bayes classifier on character
 # n-grams: the right architecture depends on the task and the data, and a cheap baseline is part of
 # the answer. BERT, which one of the articles suggests for translation, is an encoder trained to
@@ -1135,11 +1143,11 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 #
 # **How do I fight overfitting?** First measure it: the Tang model's validation loss, printed above,
 # ended more than half a nat per character above its training loss, a gap that widened at every
-# evaluation of its run. The remedies the book measured are more data,
-# weight decay, dropout and early stopping (chapter 2), smoothing for counts (chapter 1); and this
-# chapter adds one: *deduplicate*, since a repeated passage is overfitted before the rest (model B's
-# loss on its 64-copy passages, section 11.5, fell well below its loss on held-out text). One article suggests increasing the model's
-# complexity; that makes overfitting worse.
+# evaluation of its run. The remedies the book measured are more data, weight decay, dropout and
+# early stopping (chapter 2), smoothing for counts (chapter 1); and this chapter adds one:
+# *deduplicate*, since a repeated passage is overfitted before the rest (model B's loss on its
+# 64-copy passages, section 11.5, fell well below its loss on held-out text). One article suggests
+# increasing the model's complexity; that makes overfitting worse.
 #
 # **How do I evaluate a language model?** By its loss (or perplexity) on held-out text it was never
 # trained on, with an interval, at an equal budget: chapter 8's leaderboard. Not by precision, recall
@@ -1152,23 +1160,23 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # **How long does training take?** $6ND$ operations divided by what the hardware sustains. The
 # book's reference GPU run, 10.7M parameters, took well under a minute on one H200 at an MFU
 # of about a fifth; the Tang model took over an hour on two CPU cores; section 11.6's table carries
-# the same arithmetic to models of billions of parameters (thousands of GPU-days), and chapter 9's
-# prediction of a loss before its run (within 0.03 nats) shows that the arithmetic of scaling can be
-# trusted inside the range it was fitted on.
+# the same arithmetic to models of billions of parameters (thousands of GPU-days); and chapter 9's
+# law predicted the loss of one new run within 0.03 nats, inside the range of sizes it was fitted on
+# (its exponent for model size was not pinned down, so it does not reach far beyond).
 #
 # **Which pretrained model should I use?** One whose objective fits the task (a decoder to generate,
 # as chapter 10 adapted), whose tokenizer covers your language (GPT-2's byte-level tokenizer spends
-# two or three tokens on most classical Chinese characters, chapter 6), whose training data
-# did not include your test set (section 11.5), and which you have measured on your own held-out data
-# at the size you can afford to serve. Chapter 10's learning curve shows what pretraining buys when
+# two or three tokens on most classical Chinese characters, chapter 6), whose training data did not
+# include your test set (section 11.5), and which you have measured on your own held-out data at the
+# size you can afford to serve. Chapter 10's learning curve shows what pretraining buys when
 # labelled data are few, and what a cheap adapter (LoRA) gives up against full fine-tuning.
 #
 # **How do I keep data private and models safe?** The articles answer "anonymise, audit, encrypt".
-# Section 11.5 measured why the first two matter and what each step buys: a secret repeated 64 times
-# became the model's most probable five-digit string after its prefix (16.6 bits of exposure);
-# deduplication capped every secret at one copy and the exposure with it, but left the secret in the
-# data; redaction before training removes it.
-# Encryption protects data at rest, not from a model trained on the decrypted text. Audit the model
+# Section 11.5 measured why the first two matter and what each step buys: the two secrets repeated
+# 64 times ranked first and about fifth of the 100,000 five-digit strings after their prefixes (16.6
+# and 14.3 bits of exposure); deduplication capped every secret at one copy and the exposure with
+# it, but left the secret in the data; redaction before training removes it. Encryption protects
+# data at rest, not from a model trained on the decrypted text. Audit the model
 # as well as the corpus (exposure, regurgitation of training text), keep test sets out of training
 # data, and treat generated text as untrusted output.
 
@@ -1185,8 +1193,8 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # - MinHash with LSH finds near duplicates without comparing every pair, equal to `datasketch` bit
 #   for bit; with recall-first bands and exact verification of the candidates, precision 1.000 and
 #   recall 0.998 on planted copies (signatures alone: 0.925 and 0.923).
-# - On one small model: repeated text is learned first, a secret repeated 64 times becomes the most
-#   probable string of its format, and a leaked validation set lifts a model on all of the
+# - On one small model: repeated text is learned first, a secret repeated 64 times ranks at or near
+#   the top of the strings of its format, and a leaked validation set lifts a model on all of the
 #   validation text. Deduplication, decontamination and redaction remove the cause of each.
 # - Training cost is $6ND$ over what the hardware sustains, and the budget buys a model and data in
 #   proportion.
@@ -1346,7 +1354,7 @@ print(f"the A100 price at which they cost the same: ${2.50 * _h[2] / _a[2]:.2f} 
 # **Exercise 6.** Section 11.5 planted each canary with its own name. Plant four canaries that share
 # one prefix ("the secret number is "), with 1, 4, 16 and 64 copies, train model B again, and measure
 # their exposures. What happens to the secret seen once when a secret with the same prefix is seen 64
-# times? (This is why Carlini et al. test one canary per prefix.)
+# times? (One reason to test one canary per prefix.)
 
 # %%
 ### BEGIN SOLUTION
