@@ -300,7 +300,7 @@ def gopher_repetition(doc: str) -> list[str]:
     """The names of Gopher's repetition rules that `doc` fails: duplicate lines (more than 30% of the
     lines, or 20% of the characters, are copies of an earlier line) and the most frequent 2-, 3- and
     4-gram of words (more than 20%, 18%, 16% of the characters). (Gopher also bounds the characters
-    in duplicated 5- to 10-grams: exercise 3.)"""
+    in duplicated 5- to 10-grams: chapter 11, exercise 1.)"""
     _check_doc(doc)
     lines = [line.strip() for line in doc.splitlines() if line.strip()]
     failed = []

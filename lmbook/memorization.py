@@ -162,4 +162,4 @@ def _check_args(model, prefix, alphabet, length, batch_size) -> None:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if len(alphabet) ** length > 10**7:
         raise ValueError(f"{len(alphabet)}^{length} candidates is too many to score exactly; Carlini et al. "
-                         f"estimate the rank from a sample instead (exercise 2)")
+                         f"estimate the rank from a sample instead (chapter 11, exercise 2)")
