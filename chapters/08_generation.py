@@ -331,14 +331,15 @@ for label, texts in [*((k, [t]) for k, t in samples.items()), (f"held-out ({len(
 # %% [markdown]
 # The repetition rate is the fraction of a text's word trigrams that already occurred earlier in it
 # (seq-rep-3 {cite:p}`welleck2020unlikelihood`). The two searches for probable text are the ones that
-# repeat themselves: greedy decoding repeats 0.27 of its word trigrams, beam search 0.58 (the same
-# few short questions over and over), and both are far *more* probable to the model (-0.620 and -0.327
-# nats per character) than real Shakespeare (-1.207). No sample drawn at random repeats a word
-# trigram in 250 characters. At the other end, $\tau = 1.5$ makes up 12.0% of its words, four
-# times the rate of the held-out text (2.9%: names and rare words the training text lacks); at full
-# temperature the filters stay near that rate (2.0%, 3.8% and 0.0% for top-$k$, top-$p$ and
-# min-$p$, against 6.4% unfiltered), because they cut the tail where the misspellings live. These
-# are single samples; the measurement below takes eight of each, for more settings.
+# repeat themselves: greedy decoding repeats 0.13 of its word trigrams ("of the sea" over and over),
+# beam search 0.06 in its 117 characters (the same few short questions), and both are far *more*
+# probable to the model (-0.822 and -0.433 nats per character) than real Shakespeare (-1.250). No
+# sample drawn at random repeats a word trigram in 250 characters. At the other end, $\tau = 1.5$
+# makes up 15.2% of its words, five times the rate of the held-out text (2.9%: names and rare words
+# the training text lacks). At full temperature, top-$p$ and min-$p$ make up fewer words than
+# unfiltered sampling (5.9% and 4.1%, against 7.8%), as cutting the tail where the misspellings live
+# should; top-$k$ at 10 does not (8.7%). These are single samples of 250 characters; the measurement
+# below takes eight of each, for more settings.
 #
 # ### The diversity–likelihood trade-off, measured
 #
@@ -387,20 +388,22 @@ plt.show()
 
 # %% [markdown]
 # Along each family of settings, the more probable the text (to the right), the less varied the
-# samples: distinct-2 falls from 0.99 at $\tau = 1.2$ to 0.86 at $\tau = 0.5$ and 0.82 at top-$p$
-# 0.5, and to 0.08 for greedy decoding, whose eight "samples" are one looping text eight times
-# (greedy decoding ignores the seed). The held-out text sits at the left, beside the hottest
-# setting: at -1.164 nats per character it is about as improbable to the model as samples at
-# $\tau = 1.2$ (-1.178), not at $\tau = 1$ (-0.985). The model's own samples are more probable to
-# it than real text is: the model
-# is over-confident, which section 8.5 measures directly. Penalties move a rule off the curve: the
-# repetition penalty breaks greedy decoding's loop (repetition 0.27 to 0.00), and its text is even
-# *more* probable to the model (-0.540 against -0.620): the loop is not the most probable text, only
-# the one greedy decoding commits to. The frequency penalty at $\tau = 0.7$ costs likelihood (-1.055
-# against -0.835) for no gain in diversity. (Eight samples a setting, one seed, and no interval: the
-# spread between seeds was not measured, so read only the large differences, the ends of the curve
-# and the penalties' effects, not the order of neighbouring settings; the share of made-up words, for
-# one, does not even fall steadily along top-$p$: 2.1% at 0.8, 1.6% at 0.95.)
+# samples: distinct-2 falls from 1.00 at $\tau = 1.2$ and $\tau = 1$ to 0.87 at $\tau = 0.5$ and
+# 0.84 at top-$p$ 0.5, and to 0.08 for greedy decoding, whose eight "samples" are one looping text
+# eight times (greedy decoding ignores the seed). The held-out text, at -1.211 nats per character,
+# lies between the samples at $\tau = 1$ (-1.158) and at $\tau = 1.2$ (-1.406), with the diversity
+# of top-$p$ 0.95 (0.96 against 0.97). So the model's own samples at $\tau = 1$ are a little more
+# probable to it than real text, by 0.05 nats per character, too small a gap for eight samples and
+# one seed to establish; it is the direction of a model slightly over-confident, which section 8.5
+# measures directly. Penalties move a rule off the curve: the repetition penalty breaks greedy
+# decoding's loop (repetition 0.13 to 0.00), and its text is even *more* probable to the model
+# (-0.650 against -0.822): the loop is not the most probable text, only the one greedy decoding
+# commits to. The frequency penalty at $\tau = 0.7$ costs likelihood (-1.196 against -0.953, less
+# probable than $\tau = 1$'s samples) for a small gain in diversity (distinct-2 0.99 against 0.95).
+# (Eight samples a setting, one seed, and no interval: the spread between seeds was not measured, so
+# read only the large differences, the ends of the curve and the penalties' effects, not the order of
+# neighbouring settings; the share of made-up words, for one, is no lower at $\tau = 0.5$ than at
+# $\tau = 0.7$: 2.1% against 2.0%.)
 #
 # ### Stop strings
 #
@@ -503,9 +506,10 @@ print("\n", repr(decode(greedy_line)))
 # %% [markdown]
 # Beam search finds lines the model finds more probable per character than the greedy line, for
 # every prompt and penalty. The penalty moves the length: with $\alpha = 0$ the sum of
-# log-probabilities favours short complete lines, and a larger $\alpha$ gave longer lines for two
-# of the three prompts (35, 47, 55 characters and 9, 46, 58); the third's best line is the same at
-# every $\alpha$. For open-ended text, this search for the most
+# log-probabilities favours short complete lines, and $\alpha = 1$ gave a longer line for every
+# prompt (14 to 45 characters, 31 to 33, 9 to 18); $\alpha = 2$ lengthened only the third (to 48),
+# and for the other two returned the same line as $\alpha = 1$. For open-ended text, this search
+# for the most
 # probable sequence is exactly what we do *not* want (the loops above); beam search earns its place
 # where there is one right output and the model is conditioned on it, as in translation or speech
 # recognition.
@@ -708,7 +712,7 @@ for name, m in committed.items():
 # %% [markdown]
 # Our models are small, so their caches are too. The formula is what limits large models: the
 # cache grows with the context and the batch, and for long contexts or large batches it outgrows
-# the weights (exercise 3 works it out for GPT-2 small: at its full context, from a batch of 7).
+# the weights (exercise 3 works out from which batch size, for GPT-2 small at its full context).
 # That is why newer models share keys and values between heads
 # (grouped-query attention, chapter 9) and why serving systems store the cache in 8 or even 4 bits.
 #
@@ -792,15 +796,17 @@ plt.show()
 # fall as the text grows, until the context is full; nanoGPT's loop then pays for a full context at
 # every step, our uncached windows for between half and all of it. With the cache each step costs
 # one position, plus a prefill of half a context each time a window fills up: its speed does not
-# fall with the length (in this run it even rose at 256 tokens, as the machine's load fell; the
-# load average is printed). The cache's advantage grows with the length, to 7.7 times at 256
-# tokens here.
+# fall steadily with the length (in this run it dipped at 64 tokens, to 315.9 tokens/s, and was back
+# at 541.6 at 256: noise from the shared cores, whose load average is printed). The cache's advantage
+# grows with the length past 64 tokens: from about two times at 32 and 64 tokens to 5.2 times the
+# uncached windows and 7.1 times nanoGPT's loop at 256 tokens, twice this model's context.
 #
 # `bench/bench_generate.py` makes the same measurement up to 512 tokens, several times over,
 # interleaved, with the load average recorded, and compares our loop with `transformers` and
-# speculative decoding with the target alone (sections below). Its stored results were measured at
-# a higher load (a load average of 4 to 6), so every speed is lower than in the run above; what
-# carries over is the ratios. The cached speed stays between 61.9 and 66.3 tokens/s from 64 to 512
+# speculative decoding with the target alone (sections below). It measures the larger model,
+# `shakespeare_char_gpu` (3.4 times the parameters, context 256), at a higher load (a load average
+# of 4 to 6), so every speed is lower than in the run above; what carries over is the ratios. The
+# cached speed stays between 61.9 and 66.3 tokens/s from 64 to 512
 # tokens while the uncached one falls to 6.8, 9.1 times slower at 512 tokens:
 
 # %%
@@ -834,8 +840,9 @@ print(f"{hf_new} greedy tokens on the CPU: lmbook {ours_tps:.1f} tokens/s, trans
       f"ratio {ours_tps / hf_tps:.2f}")
 
 # %% [markdown]
-# Our loop is a little faster, 1.13 times `transformers`' tokens per second here (1.17 in the
-# bench), with the same tokens. For a model this small a decode step is a few small matrix
+# Our loop is faster, 1.34 times `transformers`' tokens per second here (1.17 in the bench, on the
+# larger `shakespeare_char_gpu`), with the same tokens. For a model this small a decode step is a
+# few small matrix
 # products, so the work around them counts: `transformers` prepares inputs, updates its cache
 # object and runs its logits processors and stopping criteria at every step, for features a small
 # loop does not need.
@@ -868,8 +875,8 @@ print(f"{len(batch_prompts)} prompts x {batch_new} tokens: batched {len(batch_pr
       f"one at a time {len(batch_prompts) * batch_new / t_single:.0f} tokens/s")
 
 # %% [markdown]
-# Four prompts together ran 2.6 times as fast as one at a time (350 against 135 tokens per
-# second): on one CPU thread a batch is not free, but most of a step's cost is shared.
+# Four prompts together ran about 3.4 times as fast as one at a time (862 against 256 tokens per
+# second): on one CPU thread a batch is not quite free, but most of a step's cost is shared.
 #
 # ## 8.4 Speculative decoding
 #
@@ -1071,16 +1078,21 @@ plt.show()
 
 # %% [markdown]
 # The measured tokens per target pass follow $\frac{1 - \alpha^{k+1}}{1 - \alpha}$ with the
-# measured $\alpha$ (right). The speed does not follow the ideal formula (left). The draft trained
+# measured $\alpha$ (right). The speed does not follow the formula (left). The draft trained
 # here is cheap, $c$ = 0.09 of a target step, but it is accepted less than half the time ($\alpha$
-# from 0.36 to 0.44), so a round emits only 1.42 to 1.69 tokens; and on this CPU the target's pass
-# over $k + 1$ tokens costs more than a single-token pass ($v$ from 1.21 to 1.62, noisy on these
-# shared cores): one thread does the arithmetic of every token, where a GPU does a few tokens in
-# the time of one. With the measured $\alpha$, $c$ and $v$ the formula predicts at most 1.05
-# times the target's speed, and the measurement stays below it, because the formula leaves out
-# each round's own work (sampling the drafts, the acceptance test, trimming the caches). With this
-# draft, speculative decoding is *slower* than the target alone at every $k$: 0.81 to 0.94 times
-# its speed. The bench above, with the same draft trained three times as long (600 steps,
+# from 0.36 to 0.44), so a round emits only 1.42 to 1.69 tokens. The committed `shakespeare_char`
+# is close to the target ($\alpha$ from 0.87 to 0.91, 1.90 to 4.23 tokens a round) but costs
+# $c$ = 0.40 of a target step. The target's pass over $k + 1$ tokens measured $v$ = 0.77 to 1.24
+# single-token passes: values below 1 are noise on these shared cores (a pass over more tokens
+# does not really cost less), so read $v$ as about one pass, and the formula's predictions, which
+# divide by it, as optimistic. Every measured speed stays below the formula's (0.82 to 0.95 times
+# the target's speed against 1.16 to 1.65 predicted for the small draft; 0.96 to 1.20 against 1.29
+# to 1.66 for the committed one), because the formula leaves out each round's own work (sampling
+# the drafts, the acceptance test, trimming the caches). With the small draft, speculative decoding
+# is *slower* than the target alone at every $k$. With the committed draft it is faster at three of
+# the four $k$, by 1.04, 1.20 and 1.05 times; each of these is the median of only two runs, against
+# a target timed eight times, without an interval. The bench above, with the small draft trained
+# three times as long (600 steps,
 # $\alpha \approx 0.6$), measures a speed-up of 1.16 at $k = 3$ and 1.18 at $k = 4$ (the formula
 # says 1.34 and 1.49), but only 1.02 at $k = 1$ and 2 and 0.93 at $k = 6$. Those are medians of three
 # runs on loaded, shared cores, without an interval, and the best of five $k$ is the one most
@@ -1208,8 +1220,11 @@ plt.show()
 # (2.4515 against 2.4929 nats per character; that pair is not tested below, so no difference between
 # them is claimed). After 200 steps the GPT is still early in its training, and the LSTM, as in
 # chapter 5's running table, wins at this small budget. The Kneser–Ney 6-gram,
-# counted on the whole training text, comes within 0.11 nats of the committed GPT, which read 52M
-# characters in training, its training text about fifty times over.
+# counted on the whole training text (1.00 million characters), comes within 0.08 nats of the
+# committed GPT, which read 17.2 million characters in training, its training text about
+# seventeen times over; the
+# GPU-trained model, which read it about fifty times (52.4 million characters) with 3.4 times the
+# parameters, is ahead of the committed one by only 0.02 nats.
 #
 # Two details of the table. The MLP is scored in windows of 64 characters that overlap by 16 (a
 # stride of 48), so that every character it predicts, except the first 16 of the text, sees its full
@@ -1218,8 +1233,9 @@ plt.show()
 # from resampling 100 equal segments, which leave out the last few characters.
 #
 # The intervals of single models are wide because the text varies more than the models do: some
-# passages are easy for all of them, some hard. The committed GPT's interval and the Kneser–Ney
-# model's overlap. The paired bootstrap asks the sharper question, model against model on the same
+# passages are easy for all of them, some hard. The two committed GPTs' intervals overlap almost
+# entirely, and both overlap the Kneser–Ney model's. The paired bootstrap asks the sharper
+# question, model against model on the same
 # segments:
 
 # %%
@@ -1233,9 +1249,10 @@ for a, b in pairs:
     print(f"{a:34s} minus {b:34s} {diff:+.4f} nats/char [{low:+.4f}, {high:+.4f}]: {verdict}")
 
 # %% [markdown]
-# All three differences are beyond their intervals: the committed GPT is better than the
-# Kneser–Ney 6-gram by 0.11 nats per character although their own intervals overlap, the LSTM better
-# than the small GPT, and the MLP better than the small GPT.
+# All four differences are beyond their intervals, although the single models' intervals overlap:
+# the GPU-trained GPT is better than the committed one by 0.0239 nats per character [0.0107,
+# 0.0371], the committed GPT better than the Kneser–Ney 6-gram by 0.0819, the LSTM better than the
+# small GPT by 0.4852, and the MLP better than the small GPT by 0.3820.
 #
 # ### Calibration
 #
@@ -1261,16 +1278,17 @@ plt.show()
 
 # %% [markdown]
 # The two small models trained here lie on the diagonal (ECE 0.0095 and 0.0184). The committed
-# model does not: its top character is right 60.2% of the time, but it gives it 66.6% on average
-# (ECE 0.0642). Training by maximum likelihood pushes a model toward calibration on the text it is
+# models do not: `shakespeare_char`'s top character is right 58.8% of the time, but it gives it
+# 63.5% on average (ECE 0.0470); the GPU-trained model's is right 60.2% of the time and given
+# 66.6% (ECE 0.0642). Training by maximum likelihood pushes a model toward calibration on the
+# text it is
 # trained on (the log-loss is a *proper* scoring rule: it is minimised by the true probabilities),
-# and the committed model read its training text about fifty times: on held-out text it is surer
-# than it should be. Guo et al. found such over-confidence in networks trained long, once held-out
-# log-loss begins to overfit; this run's validation loss was still falling at its last evaluation
-# (runs/shakespeare_char_gpu/metrics.json), so its over-confidence does not need a rising
-# validation loss to appear. It is the fact of section 8.1 seen from the other side: its own
-# samples are more
-# probable to it than real text. Exercise 6 fits one temperature that removes most of it.
+# and the committed models read their training text many times (about seventeen and fifty): on
+# held-out text they are surer than they should be, and here the one that read it more often is the
+# surer of the two (one pair of models, which also differ in size, cannot say which difference
+# causes it). Guo et al. found such over-confidence in networks trained long. It is the gap of
+# section 8.1 seen from the other side: the model's own samples are a little more probable to it
+# than real text. Exercise 6 fits one temperature that halves the committed model's ECE.
 #
 # ### A multiple-choice test, scored by likelihood
 #
@@ -1318,26 +1336,28 @@ for label in scorers:
     print(f"{label:26s} " + " ".join(f"{c:>22s}" for c in cells))
 
 # %% [markdown]
-# Scored by the total log-probability of a line, or per character, every model is within its
-# interval of chance (20.8% to 31.7%): the committed GPT, far better by its loss, shows no
-# advantage at this test over counting (30.0% and 31.7%, against 23.3% and 30.8% for the
-# Kneser–Ney 6-gram, intervals overlapping). Scored by PMI, the committed GPT answers 55.0% of the
-# questions
-# [46%, 64%], the Kneser–Ney 6-gram 38.3%, and the two small models stay near chance. Why can
+# Scored by the total log-probability of a line, or per character, the models answer 20.8% to
+# 34.2% of the questions, and every interval but one contains chance (`shakespeare_char` per
+# character, 34.2% [26%, 42%], clears it by a point): the committed GPT, far better by its loss,
+# shows no advantage at this test over counting (29.2% and 34.2%, against 23.3% and 30.8% for the
+# Kneser–Ney 6-gram, intervals overlapping). Scored by PMI, the committed GPT answers 47.5% of the
+# questions [38%, 57%], the GPU-trained one 55.0% [46%, 64%], the Kneser–Ney 6-gram 38.3% [29%,
+# 48%]: all three above chance, in the order of their losses, but with overlapping intervals, so
+# this test does not establish that order. The two small models stay near chance. Why can
 # perplexity and task accuracy disagree?
 #
 # - **A line's probability mixes two things**: how probable the line is on its own (its length,
 #   its common words) and how well it fits the passage. Between four lines of Shakespeare the first
 #   varies far more than the second, and the question is about the second; PMI subtracts the
-#   first. The scoring rule is part of the benchmark: the same model scores 30.0% or 55.0%.
+#   first. The scoring rule is part of the benchmark: the same model scores 29.2% or 47.5%.
 # - **A loss averages over every character; a question is decided by a few.** Most characters of
 #   English are easy to predict from spelling alone (the "ughter" of "daughter"); a model wins most
 #   of its loss there. The choice between four lines turns on whether the line *fits the passage*:
 #   who speaks, the metre, the subject: a few characters of each line, so a small part of the
-#   loss. The committed GPT has learned some of it (55.0% by PMI); its loss could not have said
+#   loss. The committed GPT has learned some of it (47.5% by PMI); its loss could not have said
 #   how much.
 # - **Noise.** A difference of a few points on 120 questions is within the intervals, which are
-#   about eight points either side. The LSTM, 0.49 nats per character better than the small GPT,
+#   eight to ten points either side. The LSTM, 0.49 nats per character better than the small GPT,
 #   scores below it in every column, within those intervals. A benchmark number without an interval
 #   cannot rank two models that are close.
 #
