@@ -26,11 +26,11 @@
 # attention and `torch.compile` change; (4) memory: parameters, gradients, optimizer state and
 # activations, by formula and measured; (5) the optimizer recipe: AdamW, weight-decay groups,
 # warm-up and cosine decay, gradient accumulation and clipping; (6) checkpoints that survive
-# crashes and resume bit for bit; (7) a run on your machine, and the reference GPU results beside
-# it; (8) more than one GPU.
+# crashes and resume bit for bit; (7) a run on your machine, beside the book's two committed models
+# (one trained on a CPU, the reference run on a GPU) and the speed-up table; (8) more than one GPU.
 #
 # Every experiment is sized by the profile (chapter 1): on a CPU the notebook trains a small model on
-# Shakespeare in a few minutes; the GPU measurements (the speed-up table, and the reference run, a
+# Shakespeare in about two minutes; the GPU measurements (the speed-up table, and the reference run, a
 # GPT of nanoGPT's shakespeare-char shape with a schedule of its own) come from result files that one
 # script writes on a GPU (`bash bench/gpu_all.sh`). The cells that show them name the GPU, the date
 # and the command, and say so when a file has not been measured yet.
@@ -384,11 +384,13 @@ for T_ in (64, 256):
 # passes into a graph and generates kernels for it (with Triton on GPUs, C++ on CPUs), *fusing*
 # chains of elementwise operations: the bias addition, GELU and dropout of the MLP become one kernel
 # that reads its input once and writes its output once, instead of three round trips through memory.
-# It also removes Python's per-operation overhead. Compilation itself takes tens of seconds at the
-# start of a run (the reference run of section 7.7 spends 17.9 s on its first step), so the trainer's
-# default (`compile=None`) turns it on where it pays: always on CUDA, and on a CPU for runs of at
-# least 500 steps when a C++ compiler is installed (inductor writes C++ for the CPU); shorter CPU
-# runs stay eager. The last
+# It also removes Python's per-operation overhead. Compilation itself is paid once, in the first
+# step of a run: the reference run of section 7.7 spends 17.9 s of its 36.6 s of training there. So
+# the trainer's default (`compile=None`) turns it on only for runs long enough to earn that back,
+# by a rule of thumb: always on CUDA, and on a CPU for runs of at least 500 steps when a C++
+# compiler is installed (inductor writes C++ for the CPU); shorter CPU runs stay eager. This
+# notebook's own run in section 7.7 has 1,000 steps at the `cpu` profile, so it compiles (its
+# output says `compile True`). The last
 # switch is the **fused AdamW**: one kernel reads each parameter, its gradient and its two moments
 # once and writes them back once, where PyTorch's default on CUDA (the *foreach* implementation)
 # runs one multi-tensor kernel per arithmetic operation of the update, each a round trip through
@@ -623,7 +625,8 @@ print("still there:", [p.name for p in checkpoint.list_checkpoints(scratch / "cr
 # The same trainer now trains a character-level GPT on Shakespeare at this notebook's profile. On a
 # GPU (the `gpu` profile) it is the reference run itself, `configs/shakespeare_char_gpu.json`; on a
 # CPU it is a smaller model (nanoGPT's "baby GPT" for laptops, `configs/shakespeare_char_cpu.json`),
-# trained for a few minutes. From a shell, the same runs are one command each:
+# trained here for 1,000 steps, about two minutes (the file itself asks for 2,000). From a shell,
+# the full runs are one command each:
 #
 # ```bash
 # python -m lmbook.trainer --config configs/shakespeare_char_cpu.json     # CPU
@@ -707,8 +710,8 @@ print(f"  val loss {ref_metrics['eval_loss']['val'][-1]:.4f} after {ref_metrics[
 # meets it on an H200 with a small margin in loss (1.4498) and a large one in time: half of its
 # training time is the first step, in which `torch.compile` builds its kernels. The earlier run of
 # the same setting for 2,000 steps spent under 2 seconds on its first step, most likely because the
-# sweep, run before it on the same machine, had filled the compiler's cache; on a fresh machine
-# compilation is a fixed cost of tens of seconds, whatever the length of the run. Ending the cosine
+# sweep, run before it on the same machine, had filled the compiler's cache. Either way compilation
+# is a fixed cost that does not grow with the length of the run. Ending the cosine
 # at step 1,600 did not reach the lowest points of the 2,000-step runs: 1.4498, against 1.4439 for
 # that setting in the sweep and 1.4407 alone. But those two runs, the same setting and the same seed,
 # already differ by 0.003 in their lowest loss (the GPU's kernels are not bit-for-bit reproducible),
@@ -736,12 +739,19 @@ print(f"Kneser-Ney {ngram_baseline['best_order']}-gram (chapter 1), same split: 
 # ```
 #
 # Its budget was an hour of that CPU. What fits in an hour was measured first: a sweep of short runs
-# (`python bench/cpu_sweep.py`, four minutes of training each) compared two depths and two learning
-# rates, and the next cell prints it. At equal time the four-layer model of width 256 beat the
-# six-layer one (it takes more steps in the same seconds), and a learning rate of 0.002 beat 0.001.
-# A four-minute run cannot say how the settings rank after an hour (a short budget favours small
-# models and large learning rates), so the table is a guide, not a proof. The model trains with
-# what pays on a CPU: bf16 autocast on a processor with bf16 instructions, and `torch.compile`.
+# (`python bench/cpu_sweep.py`, a budget of four minutes of training each) compared three settings,
+# four and six layers of width 256 at a learning rate of 0.001 and the four-layer model at 0.002,
+# and the next cell prints it. Each run's number of steps (and so its schedule) is sized to the
+# budget from a short probe of its speed (200 at least), so the times differ a little (234 to
+# 256 s). The four-layer model beat the six-layer one (2.1745 against 2.3587) with 309 steps to
+# 200: about 1.4 times as many per second, so its lead in steps comes mostly from its speed, not
+# from its 22 s of extra time. A learning rate of 0.002 beat 0.001 (2.0124 against 2.1745), in 16 s
+# less. A four-minute run
+# cannot say how the settings rank after an hour (a short budget favours small models and large
+# learning rates), so the table is a guide, not a proof. `configs/shakespeare_char.json` takes the
+# best of the three (four layers of width 256, learning rate 0.002) for 4,200 steps, and trains
+# with bf16 autocast (the processor has bf16 instructions) and `torch.compile`, both of which the
+# CPU rows of the speed-up table below find faster.
 
 # %%
 cpu_sweep = json.loads((ROOT / "bench" / "results" / "shakespeare_char_cpu_sweep.json").read_text())
@@ -765,16 +775,24 @@ print("  val at each evaluation: " + ", ".join(f"{v:.4f} ({s})" for s, v in
 print("  train at each evaluation: " + ", ".join(f"{v:.4f}" for v in cpu_metrics["eval_loss"]["train"]))
 
 # %% [markdown]
-# Under an hour of a 2-core CPU gives a GPT that beats the best n-gram clearly (1.4762 against
-# 1.5387 nats per character), and lands within 0.03 of the GPU reference run, which saw three times
-# as many characters through a model more than three times as large. Its last evaluations show where
-# the hour ends: the validation loss had almost stopped falling while the training loss kept going
-# down, so a longer run of this model would mostly memorise. Doing better takes a larger model and
-# more characters, which on this CPU means hours.
+# Under an hour of a 2-core CPU (49 minutes in training steps) gives a GPT that beats the best
+# n-gram clearly (1.4762 against 1.5387 nats per character), and lands within 0.03 of the GPU
+# reference run, which saw three times as many characters through a model more than three times as
+# large. Its last evaluations show how the hour ends: as the cosine brought the learning rate down
+# to its floor at step 4,200, the validation loss stopped falling (1.4754 at step 4,000, 1.4762 at
+# the end) while the training loss kept going down, and the gap between the two grew from 0.19 at
+# step 1,000 to 0.28 at the end. Whether a longer schedule would still help this model, one run
+# cannot say; the growing gap says that more and more of what it learns is the training text
+# itself. The reference run shows what does better, a larger model on more characters: by the count
+# of section 7.1 (about $6N$ per character) that is about ten times this run's arithmetic, so many
+# hours of this CPU.
 
 # %% [markdown]
 # The curves below put the reference run and the CPU model beside yours, against the number of
-# characters seen (runs with different batch sizes compare fairly only on that axis).
+# characters seen (runs with different batch sizes compare fairly only on that axis). Each
+# validation curve starts with the evaluation at step 0 (about 4.17 for the CPU runs), at zero
+# characters, which a logarithmic axis places infinitely far to the left: the flat stretch at the
+# left end of each validation curve is the line drawn towards that point, not a plateau.
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))
@@ -885,8 +903,9 @@ plt.show()
 # GPU larger matrix products to work on: 5.5% more tokens per second, for almost twice the
 # memory. On a CPU there are no tensor cores: bf16 helps only where the processor has bf16
 # instructions (the CPU of the table evidently has them: 1.70 times), and compilation pays once it is done
-# (3.67 times against 1.47 without it); it needs a C++ compiler and takes tens of seconds, which is
-# why the trainer leaves it off for short CPU runs. At that small shape, sdpa and the fused
+# (3.67 times against 1.47 without it); it needs a C++ compiler, and its first step is a cost that a
+# short run does not earn back, which is why the trainer leaves it off for CPU runs under 500 steps.
+# At that small shape, sdpa and the fused
 # optimizer do not pay on the CPU: each of their rows is slower than the row above it.
 #
 # Our GPT trains 1.13 times as fast as Hugging Face's GPT-2 of the same shape, with the same trainer
@@ -953,7 +972,9 @@ print(f"GPT-2 small, 10B tokens, a laptop CPU at 0.5 TFLOP/s: {training_hours(gp
 #
 # The character-level Shakespeare models of this chapter and the book's committed ones, measured on
 # the same validation split (the last 10% of tinyshakespeare), each with its budget: characters seen
-# in training, and the training time on the device it ran on.
+# in training, and the training time on the device it ran on. The GPT rows are the trainer's own
+# evaluations: each model scores the split in windows of its own context, the committed models all
+# of it, this notebook's run 512 windows spread evenly over it.
 
 # %%
 table = [(f"this notebook's run ({env.profile()} profile)", my_metrics.eval_loss["val"][-1],
@@ -1177,11 +1198,12 @@ print(f"S >= 2^{int(math.log2(smallest))} keeps 1e-9; S <= 2^{int(math.log2(larg
 
 # %% [markdown]
 # **Exercise 7 (GPU).** The reference run reached 1.4498 in 36.6 s of training on an H200, half of it
-# compiling. From its `metrics.json` and the sweep file, which has the run's wall time (no GPU
-# needed), work out where the wall time of the run went: compilation, the training steps, and
-# everything else (evaluations, start-up). Then estimate with the formula of section 7.9 how long the same 52M
-# characters would take at the MFU of the speed-up table's best row, and say which two changes would
-# bring the time to 1.45 down most on your GPU.
+# compiling (sections 7.7 and 7.9 printed its first step and its steps after compiling). The sweep
+# file also has the run's wall time, from start to end: from it and the run's `metrics.json` (no GPU
+# needed), work out how much of the wall time was neither compilation nor training steps, and what
+# it went to (evaluations, start-up). Then estimate with the formula of section 7.9 how long the same
+# 52M characters would take at the MFU of the speed-up table's best row, and say which two changes
+# would bring the time to 1.45 down most on your GPU.
 
 # %%
 ### BEGIN SOLUTION
