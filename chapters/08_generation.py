@@ -1579,8 +1579,10 @@ for penalty in [dict(repetition_penalty=1.1), dict(frequency_penalty=0.02), dict
 # characters, not words: the repetition and presence penalties push down every letter already used
 # (all the common ones), and counts of common letters grow fast, so the frequency penalty must be
 # tiny. Over the words or tokens of a BPE model the same penalties act on what actually repeats.
-# Here even τ = 0.3 repeats hardly a word trigram in 300 characters, and no penalty lowers the
-# printed rate: for this model the loops come from greedy decoding and beam search, not sampling.
+# Here τ = 0.3 repeats few word trigrams in 300 characters (0.012); at matched likelihood the
+# repetition and frequency penalties bring that to 0.000 and the presence penalty does not (0.021).
+# With so few repeats to start from, one sample per setting cannot rank the penalties: for this
+# model the loops come from greedy decoding and beam search more than from sampling.
 ### END SOLUTION
 
 # %% [markdown]
