@@ -289,7 +289,7 @@ def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
     return dtype
 
 
-COMPILE_MIN_STEPS = 500  # a CPU run this long earns back compilation's tens of seconds (bench/bench_cpu_recipe.py)
+COMPILE_MIN_STEPS = 500  # a CPU run this long earns back compilation (its first step took 3 to 27 s here, by cache)
 
 
 def resolve_compile(config: TrainConfig, device: torch.device) -> bool:
