@@ -24,6 +24,9 @@ One module per idea, in the order the book builds them:
 - ``lmbook.scaling``    scaling laws: Hoffmann et al.'s fits, compute-optimal sizes, one training run (chapter 9)
 - ``lmbook.finetune``   classification heads, chat templates, LoRA and DPO (chapter 10)
 - ``lmbook.instructions`` instruction and preference data made by code, with checkers (chapter 10)
+- ``lmbook.corpus``     normalisation, mojibake, language ID, quality filters, PII redaction (chapter 11)
+- ``lmbook.dedup``      exact and MinHash/LSH deduplication, n-gram overlap for decontamination (chapter 11)
+- ``lmbook.memorization`` canary exposure and verbatim regurgitation (chapter 11)
 - ``lmbook.plot``       the book's plotting style
 """
 

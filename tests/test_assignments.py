@@ -348,6 +348,15 @@ def make_sort(rng, split):
 def check_sort(example, answer):
     return answer.strip() == example.answer""", "multiple of 7"),
     },
+    "11_data_and_outlook": {
+        "answer_duplicate_ngram_char_fraction": ("""\
+def duplicate_ngram_char_fraction(words, n):  # the most frequent n-gram only, from the package
+    return corpus.top_ngram_char_fraction(words, n)""", BLOCKED),
+        "answer_estimated_exposure": ("""\
+def estimated_exposure(secret_logprob, sample_logprobs, space_size):  # the package's rank, scaled up
+    ranked = memorization.rank(torch.cat([torch.tensor([secret_logprob], dtype=sample_logprobs.dtype), sample_logprobs]), 0)
+    return math.log2(space_size) - math.log2(1 + (ranked - 1) / len(sample_logprobs) * space_size)""", BLOCKED),
+    },
 }
 
 
