@@ -78,6 +78,13 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("Tang poets: full fine-tuning, test accuracy %", r"full fine-tuning\s+accuracy\s+([\d.]+)%"),
         ("Tang poets: LoRA r=8, test accuracy %", r"LoRA r=8\s+accuracy\s+([\d.]+)%"),
     ],
+    "11_data_and_outlook": [
+        ("near duplicates, LSH candidates verified exactly: precision",
+         r"recall first, exact Jaccard decides : precision ([\d.]+)"),
+        ("near duplicates, LSH candidates verified exactly: recall",
+         r"recall first, exact Jaccard decides : precision [\d.]+, recall ([\d.]+)"),
+        ("exposure of the secrets planted 64 times, bits (of at most 16.6)", r"model B, mean by copies: .*x64: ([\d.]+)"),
+    ],
 }
 
 
