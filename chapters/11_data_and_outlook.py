@@ -115,7 +115,7 @@ print("after: ", corpus.fix_mojibake(example)[0][:150])
 # Tang poems punctuate with full-width characters, and NFKC would change them.
 #
 # NFC leaves the poems as they are; NFKC rewrites 7.4% of their characters, nearly all of them the
-# full-width comma. A model trained on the NFKC text would learn to write Chinese with ASCII commas.
+# full-width comma. A model trained on the NFKC text would be taught ASCII commas in Chinese verse.
 
 # %% tags=["nbval-check-output"]
 poems = data.tang_poems()
@@ -224,11 +224,11 @@ for line, lang in zip(mixed, lid.predict(mixed)):
 # never saw, is mostly English (83.5%). The errors are "other" calls, and more of them than the 1%
 # the thresholds aim at (10.0% of Shakespeare's validation lines), for a reason worth knowing: the
 # thresholds were set on lines like the training
-# lines, and held-out text is not like them. The rejected Shakespeare lines are mostly speaker names
+# lines, and held-out text is not like them. The rejected Shakespeare lines printed are speaker
+# names
 # (ANTONIO:, GONZALO:, PROSPERO:), characters of the validation play whose names the model finds
-# unfamiliar; a child's story is not blank verse either. The Python lines show the other limit: the
-# few that
-# read like English words are called English. A threshold is a trade (lower it, and more code is
+# unfamiliar; a child's story is not blank verse either. The Python lines show the other limit:
+# 2.1% of them pass as English. A threshold is a trade (lower it, and more code is
 # rejected along with more English), and a line that mixes two languages gets one label, here
 # "other". Real pipelines label documents, not lines, and keep the label's probability so that each
 # use can choose its threshold.
@@ -604,11 +604,12 @@ for label, r in near_results.items():
     print(f"  {label:36s}: precision {r['precision']:.3f}, recall {r['recall']:.3f}  ({r['seconds']:.1f} s)")
 
 # %% [markdown]
-# When the signatures decide, the chapter's target of 0.95 for both precision and recall is missed:
+# When the signatures decide, neither setting reaches 0.95 on both precision and recall:
 # equal weights lose a fifth of the duplicates (recall 0.783), and recall-first bands raise recall to
 # 0.923 at some cost in precision. The misses are pairs near the threshold: the signature estimates
 # J with a standard error of about 0.035 there, so a pair at 0.78 is called a duplicate, and one at
-# 0.82 is not, about a third of the time. When the candidates are verified with the exact Jaccard
+# 0.82 is not, between a quarter and a third of the time (the binomial law of 128 agreements). When
+# the candidates are verified with the exact Jaccard
 # similarity of their shingles, no false pair survives (precision 1.000) and the only misses are the
 # pairs LSH never proposed: recall 0.998. That costs the texts of every candidate pair, cheap here,
 # a second pass over the corpus at scale; the streaming `Deduplicator` keeps signatures only and
@@ -680,7 +681,8 @@ print(f"chapter 10's test poems (its {len(poets10)} poets): {len(copied)} of {le
 # 10's test poems, 17 of 348 have one, every one of them under the same poet's name: for those 4.9%
 # of the test set the answer was in the training data, and chapter 10's accuracies are optimistic by
 # at most that much (a classifier may still miss a poem it has seen). The pretrained model's
-# validation loss is slightly optimistic for the same reason. Deduplicating *before* splitting is the
+# validation loss is optimistic for the same reason, by an amount this chapter does not measure.
+# Deduplicating *before* splitting is the
 # rule that avoids both: the book's split predates this chapter, and we leave it as it is, with this
 # measurement next to it.
 
@@ -834,7 +836,7 @@ print(f"{'held out':>12s}   " + "   ".join(f"{'':12s} {'':12s} {clean_loss[m]:10
 
 # %% [markdown]
 # No passage comes back verbatim, from either model, even after 64 copies: a model of 420 thousand
-# parameters trained for one to one and a half passes has not stored 64-character continuations. The
+# parameters trained for 0.95 to 1.45 passes has not stored 64-character continuations. The
 # loss shows
 # memorisation beginning: model B's loss on the passages it saw 64 times is 1.674 nats per
 # character, against 1.923 on passages it saw once and 1.853 on held-out text; 16 copies move it
@@ -875,12 +877,16 @@ print("model B, greedy continuation of the 64-copy canaries' prefixes:", greedy)
 # %% [markdown]
 # The two secrets inserted 64 times have exposures of 16.6 and 14.3 bits in model B: the first is the
 # most probable of all 100,000 five-digit strings after its prefix, the second about the fifth.
-# Fewer copies give much less (4.2 to 4.6 bits at 16 copies), and secrets seen once or four times
-# scatter between 0.2 and 6.3 bits, which is the range chance and the model's taste for some
-# digit patterns give (model A, which saw every secret once, scatters the same way). Greedy
+# Below 64 copies nothing stands out: model B gives the secrets it saw 16, 4 or 1 times 0.2 to 6.3
+# bits, and model A, which saw each of them once, gives them 0.3 to 6.1 (Cora's secret: 6.0 bits in
+# A after one copy, 4.6 in B after 16). A model that knew nothing would reach 6 bits once in 64
+# tries, and three of these twelve scores are near or above it (6.0, 6.1, 6.3), so something besides
+# the copies, such as a
+# taste for some digit patterns, lifts some secrets seen once; eight canaries cannot say what.
+# Greedy
 # decoding did not write either secret: after "Dorian's secret number is", the model's most probable
 # next character is a letter (it goes on "the t..."). Exposure measures what an attacker who knows
-# the format can do: score the 100,000 candidates, which takes this chapter 2 seconds, and read
+# the format can do: score the 100,000 candidates, about 2 seconds a canary here, and read
 # off the first. Deduplication caps every secret at one copy, and model A's exposures for the
 # 64-copy secrets are 0.7 and 1.4 bits: what Kandpal et al. {cite:p}`kandpal2022dedup` found at
 # scale, that much of what models give away is what their corpora repeat. It does not remove the
@@ -913,17 +919,19 @@ print(f"on the whole validation set, as a leaderboard would report it: A {full['
 # %% [markdown]
 # Model B is ahead everywhere, by 0.12 nats per character on the whole validation set (1.820 against
 # 1.943): on a leaderboard it is the better model. On the chunks it saw 8 times its lead is largest
-# (0.143), but the surprise is the clean third, never in B's training data, where it still leads by
-# 0.104. The clean chunks are not independent of the leaked ones: they alternate with them through
+# (0.143), and on the chunks it saw once it is 0.123, not clearly apart from the clean third, never
+# in B's training data, where it still leads by 0.104. The clean chunks are not independent of the
+# leaked ones: they alternate with them through
 # the same scenes of the same plays, with the same characters (the speaker names that section 11.2's
 # identifier found unfamiliar), so text leaked from around a test document most likely teaches the
-# test document too. The leak-specific part of B's lead, what 8 copies add beyond
-# proximity, is only 0.04. So a "clean" subset of a contaminated benchmark is not clean when it
-# shares the documents' topics and names, and the honest number is model A's, trained without any
+# test document too. If so, the leak-specific part of B's lead, what 8 copies add beyond
+# proximity, is only about 0.04 (0.143 against 0.104, a difference the run gives no interval for),
+# and a "clean" subset of a contaminated benchmark need not be clean when it shares the leaked
+# documents' topics and names. Either way, the honest number is model A's, trained without any
 # of it. (This run cannot prove that proximity is the cause: B's corpus also differs from A's by its
 # repeats and its fewer passes over the training speeches, though both should cost it, not help it.
 # Leaking one half of the validation text and testing on the other half would separate them.)
-# Nothing in B's training curve says any of this; only an overlap
+# Nothing in B's own scores says which part of its lead is real; only an overlap
 # check against the training data does, which is why a benchmark result is trustworthy only with a
 # contamination check beside it (GPT-3's authors ran this 13-gram check over every benchmark
 # {cite:p}`brown2020gpt3`).
@@ -1132,9 +1140,10 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # **Which architecture should I choose?** For generating text, a decoder-only Transformer. The book
 # measured why rather than asserting it: at a laptop's budget a recurrent network was ahead (chapter
 # 5's LSTM beat its GPT at an equal number of training characters), and the Transformer's advantage
-# is that it turns parallel hardware into more data per second (chapter 7); chapter 9's modern
-# decoder (rotary positions, an untied output layer) improved on chapter 5's by margins its three
-# seeds could separate, and other changes did not at that budget. For classification, chapter 10's
+# is that it turns parallel hardware into more data per second (chapter 7); in chapter 9's
+# ablations, two of the modern decoder's changes (rotary positions, an untied output layer) improved
+# on chapter 5's GPT by margins its three seeds could separate, SwiGLU made it worse at that short
+# budget, and the other changes stayed within the noise. For classification, chapter 10's
 # pretrained GPT fine-tuned reached
 # about 63% on poet attribution, against about 69% for a naive Bayes classifier on character
 # n-grams: the right architecture depends on the task and the data, and a cheap baseline is part of
@@ -1145,37 +1154,42 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # ended more than half a nat per character above its training loss, a gap that widened at every
 # evaluation of its run. The remedies the book measured are more data, weight decay, dropout and
 # early stopping (chapter 2), smoothing for counts (chapter 1); and this chapter adds one:
-# *deduplicate*, since a repeated passage is overfitted before the rest (model B's loss on its
-# 64-copy passages, section 11.5, fell well below its loss on held-out text). One article suggests
+# *deduplicate*, since a repeated passage is fitted more closely than the rest (model B's loss on
+# its 64-copy passages, section 11.5, ended well below its loss on held-out text). One article
+# suggests
 # increasing the model's complexity; that makes overfitting worse.
 #
 # **How do I evaluate a language model?** By its loss (or perplexity) on held-out text it was never
 # trained on, with an interval, at an equal budget: chapter 8's leaderboard. Not by precision, recall
 # and F1, which the articles list: those score yes/no decisions, like the duplicate detector of
 # section 11.4, and a language model makes none. And *held-out* must be checked, not assumed:
-# section 11.5's leaked validation text put model B ahead of model A on every part of the validation
-# set, including the third it never saw, and about one Tang test poem in twenty has a near copy in
+# model B of section 11.5, trained on leaked validation text, was ahead of model A on every part of
+# the validation set, including the third it never saw, and about one Tang test poem in twenty has a
+# near copy in
 # the training split (section 11.4).
 #
 # **How long does training take?** $6ND$ operations divided by what the hardware sustains. The
 # book's reference GPU run, 10.7M parameters, took well under a minute on one H200 at an MFU
 # of about a fifth; the Tang model took over an hour on two CPU cores; section 11.6's table carries
-# the same arithmetic to models of billions of parameters (thousands of GPU-days); and chapter 9's
-# law predicted the loss of one new run within 0.03 nats, inside the range of sizes it was fitted on
-# (its exponent for model size was not pinned down, so it does not reach far beyond).
+# the same arithmetic to models of billions of parameters (about 2,500 GPU-days for the 7B row, a
+# million for the 400B one); and chapter 9's law predicted the loss of one new run within 0.03 nats,
+# a model 2.2 times larger than its sweep's but trained on a number of characters inside the sweep's
+# range, where size hardly mattered (its exponent for model size was not pinned down, so it does not
+# reach far beyond).
 #
 # **Which pretrained model should I use?** One whose objective fits the task (a decoder to generate,
 # as chapter 10 adapted), whose tokenizer covers your language (GPT-2's byte-level tokenizer spends
 # two or three tokens on most classical Chinese characters, chapter 6), whose training data did not
 # include your test set (section 11.5), and which you have measured on your own held-out data at the
 # size you can afford to serve. Chapter 10's learning curve shows what pretraining buys when
-# labelled data are few, and what a cheap adapter (LoRA) gives up against full fine-tuning.
+# labelled data are few, and its LoRA runs what a cheap adapter gives up against full fine-tuning.
 #
 # **How do I keep data private and models safe?** The articles answer "anonymise, audit, encrypt".
 # Section 11.5 measured why the first two matter and what each step buys: the two secrets repeated
 # 64 times ranked first and about fifth of the 100,000 five-digit strings after their prefixes (16.6
-# and 14.3 bits of exposure); deduplication capped every secret at one copy and the exposure with
-# it, but left the secret in the data; redaction before training removes it. Encryption protects
+# and 14.3 bits of exposure); deduplication cut every secret to one copy, and those two secrets'
+# exposure to 0.7 and 1.4 bits, but left the secret in the data; redaction before training removes
+# it. Encryption protects
 # data at rest, not from a model trained on the decrypted text. Audit the model
 # as well as the corpus (exposure, regurgitation of training text), keep test sets out of training
 # data, and treat generated text as untrusted output.
@@ -1193,9 +1207,11 @@ print(f"this chapter: model A {trained['A']['run']['val']:.3f}, model B {trained
 # - MinHash with LSH finds near duplicates without comparing every pair, equal to `datasketch` bit
 #   for bit; with recall-first bands and exact verification of the candidates, precision 1.000 and
 #   recall 0.998 on planted copies (signatures alone: 0.925 and 0.923).
-# - On one small model: repeated text is learned first, a secret repeated 64 times ranks at or near
-#   the top of the strings of its format, and a leaked validation set lifts a model on all of the
-#   validation text. Deduplication, decontamination and redaction remove the cause of each.
+# - On one small model: text repeated 64 times gets a lower loss than the rest, a secret repeated 64
+#   times ranks at or near the top of the strings of its format, and the model trained with a leaked
+#   validation set leads on all of the validation text, the unleaked third included.
+#   Deduplication, decontamination (134 of the 136 leaked chunks) and redaction remove the planted
+#   repeats, leaks and secrets.
 # - Training cost is $6ND$ over what the hardware sustains, and the budget buys a model and data in
 #   proportion.
 
