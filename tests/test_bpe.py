@@ -141,12 +141,18 @@ def test_gpt2_ids_on_real_text(gpt2, tiktoken_gpt2, hf_gpt2, shakespeare):
 
 # Arbitrary Unicode (no lone surrogates, which have no UTF-8 form), with extra weight on what
 # breaks tokenizers: combining marks alone, astral-plane characters, whitespace, apostrophes.
+# Code points that this Python's Unicode database (unicodedata.unidata_version) calls unassigned
+# are left out, except two that every version leaves unassigned: the `regex` module and tiktoken's
+# Rust regex carry newer, different Unicode versions, so a character assigned since then (U+18D80,
+# a letter since Unicode 16) is a letter to one engine and not to the other, and the two splits
+# differ through no fault of the tokenizer.
 unicode_text = st.lists(
     st.one_of(
-        st.characters(codec="utf-8"),
+        st.characters(codec="utf-8", exclude_categories=["Cn"]),
         st.characters(categories=["Mn", "Me"]),
-        st.characters(min_codepoint=0x10000, codec="utf-8"),
-        st.sampled_from([" ", "  ", "\n", "\r\n", "\t", "'", "'s", "e", "the", "1", "\u00a0"]),
+        st.characters(min_codepoint=0x10000, codec="utf-8", exclude_categories=["Cn"]),
+        st.sampled_from([" ", "  ", "\n", "\r\n", "\t", "'", "'s", "e", "the", "1", "\u00a0",
+                         "\u0378", "\uffff"]),
     ),
     max_size=40,
 ).map("".join)
